@@ -1,0 +1,26 @@
+//! mimix: a Tor-native anonymous remailer for the Mimix protocol v1.
+//!
+//! # Layout
+//!
+//! Data flows one way through the daemon:
+//!
+//! 1. [`transport`] accepts `POST /collector.py/msg` over HTTP (over onion
+//!    services in production; a plain loopback transport for development
+//!    and tests) and hands the armoured text on.
+//! 2. [`mimix_packet`] (its own crate, sans-IO) checks and peels one layer:
+//!    every integrity check passes before the packet ID is even looked at.
+//! 3. [`store`] records the packet ID in the replay log and the peeled result
+//!    in the pool in one durable batch; only then does the transport answer
+//!    200.
+//! 4. [`pool`] runs the timed dynamic pool and the dummy policy, moving
+//!    packets to the outbound queue or to the exit.
+//! 5. [`transport`] delivers queued packets to the next hop; [`exit`]
+//!    reassembles chunks, applies the header policy and the destination
+//!    blocklist, and delivers by SMTP.
+//!
+//! Around that path: [`keystore`] owns our RSA keys, their rotation and the
+//! `remailer-conf.txt` we publish; [`directory`] knows the other remailers;
+//! [`config`] reads the TOML configuration; [`node`] wires it all together;
+//! [`clock`] injects time so that time-driven code is testable.
+
+pub mod clock;
