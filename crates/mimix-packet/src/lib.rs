@@ -1,1 +1,32 @@
-//! x
+//! Sans-IO codec for Mimix v1 packets.
+//!
+//! # Layout
+//!
+//! A packet is 20480 bytes: ten 1024-byte header sections and a 10240-byte
+//! body ([`layout`]). It travels as ASCII armour ([`armour`]).
+//!
+//! * A client [`build`]s packets for a chain of remailers from their public
+//!   keys ([`conf`] parses the `remailer-conf.txt` they publish), splitting a
+//!   long message into chunks.
+//! * A remailer [`peel`]s one layer with its secret keys: every integrity
+//!   check passes before the packet ID is returned, and the result is either
+//!   the packet for the next hop or an exit chunk.
+//! * [`crypto`] holds the primitives: RSA-OAEP, AES-256-CFB8, the digests and
+//!   key IDs.
+//!
+//! Nothing here does I/O, reads a clock or draws its own randomness: time
+//! comes in as an epoch day and randomness as a `rand_core::CryptoRng`.
+
+pub mod armour;
+pub mod build;
+pub mod conf;
+pub mod crypto;
+pub mod layout;
+pub mod peel;
+
+pub use armour::{ArmourError, armour, dearmour};
+pub use build::{BuildError, Hop, build_dummy, build_message, build_packet};
+pub use conf::{ConfError, RemailerConf};
+pub use crypto::{KeyId, PublicKey, SecretKey};
+pub use layout::{ExitType, PACKET_LEN, Packet};
+pub use peel::{ExitChunk, KeyRing, Outcome, PeelError, Peeled, TimeWindow, peel};
