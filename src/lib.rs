@@ -23,4 +23,8 @@
 //! [`config`] reads the TOML configuration; [`node`] wires it all together;
 //! [`clock`] injects time so that time-driven code is testable.
 
+pub mod cli;
 pub mod clock;
+pub mod keystore;
+pub mod pool;
+pub mod store;

@@ -1,0 +1,4 @@
+//! The command line: clap definitions and the commands that run at the
+//! edge (the only place `anyhow` is used).
+
+pub mod packet;

@@ -1,0 +1,234 @@
+//! `mimix packet ...` and `mimix keygen`: offline tools over the codec, for
+//! operators debugging a packet and for tests.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use mimix_packet::conf::{date_to_epoch_day, epoch_day_to_date};
+use mimix_packet::crypto::digest::sha256;
+use mimix_packet::{
+    ExitType, Hop, Outcome, RemailerConf, SecretKey, TimeWindow, armour, build_dummy,
+    build_message, dearmour, peel,
+};
+use serde_json::json;
+
+use crate::clock::{Clock, SystemClock};
+use crate::keystore::files::{read_secret_file, write_secret_file};
+
+/// How far into the past `packet peel` accepts timestamps by default.
+const PEEL_MAX_AGE_DAYS: u64 = 14;
+
+/// `mimix packet` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PacketCmd {
+    /// Peel one layer off an armoured packet and print what it holds as JSON.
+    Peel(PeelArgs),
+    /// Build the packet(s) of a message (or a dummy) for a chain.
+    Build(BuildArgs),
+}
+
+/// Arguments of `mimix packet peel`.
+#[derive(Debug, Args)]
+pub struct PeelArgs {
+    /// A secret key (PEM); repeat for several.
+    #[arg(long = "key", required = true)]
+    keys: Vec<PathBuf>,
+    /// Evaluate the timestamp window as of this day (YYYY-MM-DD), not today.
+    #[arg(long)]
+    at: Option<String>,
+    /// How many days into the past timestamps are accepted.
+    #[arg(long, default_value_t = PEEL_MAX_AGE_DAYS)]
+    max_age_days: u64,
+    /// Write the armoured next-hop packet here.
+    #[arg(long)]
+    next: Option<PathBuf>,
+    /// Write the exit payload here.
+    #[arg(long)]
+    payload: Option<PathBuf>,
+    /// The armoured packet.
+    packet: PathBuf,
+}
+
+/// Arguments of `mimix packet build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// A remailer-conf.txt file; repeat for each remailer.
+    #[arg(long = "conf", required = true)]
+    confs: Vec<PathBuf>,
+    /// Remailer names, entry first, exit last, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    chain: Vec<String>,
+    /// The RFC 2822 message to send.
+    #[arg(long, conflicts_with = "dummy", required_unless_present = "dummy")]
+    message: Option<PathBuf>,
+    /// Build a dummy packet instead.
+    #[arg(long)]
+    dummy: bool,
+    /// Build as of this day (YYYY-MM-DD), not today.
+    #[arg(long)]
+    at: Option<String>,
+    /// Directory for packet-1.txt, packet-2.txt, ...
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Arguments of `mimix keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Modulus size: 2048, 3072 or 4096.
+    #[arg(long, default_value_t = 4096)]
+    bits: usize,
+    /// Where to write the secret key (PKCS#1 PEM, mode 0600). Refuses to overwrite.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn day(at: Option<&str>) -> anyhow::Result<u64> {
+    match at {
+        Some(s) => date_to_epoch_day(s).with_context(|| format!("--at {s}: expected YYYY-MM-DD")),
+        None => Ok(SystemClock.epoch_day()),
+    }
+}
+
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
+    fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs a `mimix packet` subcommand.
+pub fn run(cmd: PacketCmd) -> anyhow::Result<()> {
+    match cmd {
+        PacketCmd::Peel(a) => run_peel(a),
+        PacketCmd::Build(a) => run_build(a),
+    }
+}
+
+fn run_peel(a: PeelArgs) -> anyhow::Result<()> {
+    let mut keys = Vec::new();
+    for path in &a.keys {
+        let pem = read_secret_file(path)?;
+        keys.push(
+            SecretKey::from_pem(&pem).with_context(|| format!("loading key {}", path.display()))?,
+        );
+    }
+    let window = TimeWindow::new(day(a.at.as_deref())?, a.max_age_days);
+    let packet = dearmour(&read_text(&a.packet)?).context("packet rejected")?;
+    let peeled = peel(&packet, &keys, &window, &mut rand::rng()).context("packet rejected")?;
+    let mut out = json!({
+        "keyid": peeled.key_id.to_hex(),
+        "packet_id": hex::encode(peeled.packet_id),
+        "timestamp": epoch_day_to_date(u64::from(peeled.timestamp)),
+    });
+    match peeled.outcome {
+        Outcome::Forward { next_hop, packet } => {
+            out["type"] = json!("intermediate");
+            out["next_hop"] = json!(next_hop);
+            if let Some(p) = &a.next {
+                write_text(p, &armour(&packet))?;
+            }
+        }
+        Outcome::Exit(chunk) => {
+            out["type"] = json!("exit");
+            out["msg_id"] = json!(hex::encode(chunk.msg_id));
+            out["chunk"] = json!(chunk.chunk);
+            out["chunks"] = json!(chunk.chunks);
+            out["exit_type"] = json!(chunk.exit_type.name());
+            out["payload_len"] = json!(chunk.payload.len());
+            out["payload_sha256"] = json!(hex::encode(sha256(&[&chunk.payload])));
+            if let Some(p) = &a.payload {
+                fs::write(p, &chunk.payload).with_context(|| format!("writing {}", p.display()))?;
+            }
+        }
+    }
+    println!("{out}");
+    Ok(())
+}
+
+/// True when the header block of `msg` names at least one recipient.
+fn has_recipient(msg: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(msg);
+    let head = text.split("\n\n").next().unwrap_or("");
+    head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("to:") || l.starts_with("cc:") || l.starts_with("bcc:")
+    })
+}
+
+fn run_build(a: BuildArgs) -> anyhow::Result<()> {
+    let today = day(a.at.as_deref())?;
+    let mut by_name: HashMap<String, RemailerConf> = HashMap::new();
+    for path in &a.confs {
+        let conf = RemailerConf::parse_valid(&read_text(path)?, today)
+            .with_context(|| format!("remailer-conf {}", path.display()))?;
+        by_name.insert(conf.name.clone(), conf);
+    }
+    let mut chain = Vec::new();
+    for name in &a.chain {
+        let conf = by_name
+            .get(name)
+            .with_context(|| format!("no remailer-conf given for {name:?}"))?;
+        chain.push(Hop {
+            key: conf.key.clone(),
+            address: conf.address.clone(),
+        });
+    }
+    let rng = &mut rand::rng();
+    let packets = if a.dummy {
+        vec![build_dummy(rng, &chain, today)?]
+    } else {
+        let path = a
+            .message
+            .as_deref()
+            .context("--message or --dummy is required")?;
+        let msg = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if !has_recipient(&msg) {
+            bail!(
+                "{}: the message has no To, Cc or Bcc header",
+                path.display()
+            );
+        }
+        if let Some(exit) = a.chain.last().and_then(|n| by_name.get(n)) {
+            if !exit.smtp {
+                bail!(
+                    "{}: the exit remailer does not deliver mail (SMTP: No)",
+                    exit.name
+                );
+            }
+        }
+        build_message(rng, &chain, ExitType::Smtp, &msg, today)?
+    };
+    fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let mut files = Vec::new();
+    for (i, p) in packets.iter().enumerate() {
+        let path = a.out.join(format!("packet-{}.txt", i + 1));
+        write_text(&path, &armour(p))?;
+        files.push(path.display().to_string());
+    }
+    let entry = chain.first().map(|h| h.address.clone()).unwrap_or_default();
+    println!(
+        "{}",
+        json!({
+            "packets": packets.len(),
+            "chain": a.chain,
+            "entry_url": entry,
+            "post_url": format!("{entry}/collector.py/msg"),
+            "exit_type": if a.dummy { "dummy" } else { "smtp" },
+            "files": files,
+        })
+    );
+    Ok(())
+}
+
+/// Runs `mimix keygen`.
+pub fn keygen(a: KeygenArgs) -> anyhow::Result<()> {
+    let (key, pem) = SecretKey::generate(a.bits)?;
+    write_secret_file(&a.out, pem.as_bytes())?;
+    println!("{}", key.key_id());
+    Ok(())
+}
