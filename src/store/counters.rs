@@ -1,0 +1,91 @@
+//! Named monotonic counters, kept in the store so that they survive
+//! restarts. Increments that belong to an event are written in the same
+//! batch as the event.
+
+use std::collections::BTreeMap;
+
+use super::{Store, StoreError, be_u64};
+
+/// Names of the counters the store and its users maintain.
+pub mod names {
+    /// Inbound packets accepted into the pool.
+    pub const ACCEPTED: &str = "packets_accepted";
+    /// Inbound packets rejected as replays.
+    pub const REPLAYS: &str = "packets_replayed";
+    /// Dummies inserted into the pool (without a replay entry).
+    pub const DUMMIES_POOLED: &str = "dummies_pooled";
+    /// Items released from the pool to the outbound queue.
+    pub const RELEASED_FORWARD: &str = "pool_released_forward";
+    /// Items released from the pool to the exit queue.
+    pub const RELEASED_EXIT: &str = "pool_released_exit";
+    /// Replay log entries pruned after expiry.
+    pub const REPLAY_PRUNED: &str = "replay_pruned";
+    /// Outbound packets delivered to their next hop.
+    pub const OUTBOUND_DELIVERED: &str = "outbound_delivered";
+    /// Outbound delivery attempts rescheduled.
+    pub const OUTBOUND_RETRIED: &str = "outbound_retried";
+    /// Outbound packets abandoned.
+    pub const OUTBOUND_GIVEN_UP: &str = "outbound_given_up";
+    /// Mail messages delivered by SMTP.
+    pub const MAIL_DELIVERED: &str = "mail_delivered";
+    /// Mail delivery attempts rescheduled.
+    pub const MAIL_RETRIED: &str = "mail_retried";
+    /// Mail messages dropped.
+    pub const MAIL_DROPPED: &str = "mail_dropped";
+    /// Messages (single chunks or reassembled sets) queued for SMTP.
+    pub const MAIL_QUEUED: &str = "mail_queued";
+    /// Exit chunks stored while waiting for their siblings.
+    pub const CHUNKS_STORED: &str = "chunks_stored";
+    /// Exit chunks whose chunk number was already stored.
+    pub const CHUNKS_DUPLICATE: &str = "chunks_duplicate";
+    /// Exit chunks whose chunk count disagreed with the stored set.
+    pub const CHUNKS_COUNT_MISMATCH: &str = "chunks_count_mismatch";
+    /// Exit chunks with an invalid chunk number, count or size.
+    pub const CHUNKS_INVALID: &str = "chunks_invalid";
+    /// Exit chunks refused because too many partial sets were open.
+    pub const CHUNKS_OVER_LIMIT: &str = "chunks_over_limit";
+    /// Exit chunks with an unknown exit type.
+    pub const CHUNKS_UNKNOWN_TYPE: &str = "chunks_unknown_exit_type";
+    /// Dummy messages discarded at the exit.
+    pub const EXIT_DUMMIES: &str = "exit_dummies_discarded";
+    /// Incomplete chunk sets deleted after expiry.
+    pub const PARTIALS_EXPIRED: &str = "partials_expired";
+    /// Pool rounds run.
+    pub const POOL_ROUNDS: &str = "pool_rounds";
+}
+
+impl Store {
+    /// Adds `n` to the counter `name` (persisted with `fsync`).
+    pub fn incr(&self, name: &str, n: u64) -> Result<(), StoreError> {
+        let mut tx = self.tx();
+        tx.incr(name, n);
+        tx.commit()
+    }
+
+    /// The current value of counter `name` (0 if never incremented).
+    pub fn counter(&self, name: &str) -> Result<u64, StoreError> {
+        match self
+            .inner
+            .ks
+            .counters
+            .get(name)
+            .map_err(self.db_err("read counter"))?
+        {
+            None => Ok(0),
+            Some(v) => be_u64(&v).ok_or_else(|| self.corrupt("counter", "not 8 bytes")),
+        }
+    }
+
+    /// All counters by name.
+    pub fn counters(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut out = BTreeMap::new();
+        for guard in self.inner.ks.counters.iter() {
+            let (k, v) = guard.into_inner().map_err(self.db_err("read counters"))?;
+            let name = String::from_utf8(k.to_vec())
+                .map_err(|_| self.corrupt("counter", "name is not UTF-8"))?;
+            let n = be_u64(&v).ok_or_else(|| self.corrupt("counter", "not 8 bytes"))?;
+            out.insert(name, n);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,279 @@
+//! The outbound queue (packets for next hops) and the mail queue
+//! (reassembled messages awaiting SMTP). Both are retry queues with the
+//! same shape: a record keyspace keyed by item ID and a due index keyed by
+//! next-attempt time and item ID.
+
+use std::time::SystemTime;
+
+use fjall::Keyspace;
+use serde::{Deserialize, Serialize};
+
+use super::counters::names;
+use super::{Store, StoreError, Tx, be_u64_prefix, from_ms, time_id_key, to_ms};
+
+/// A queued record of either queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct QueueRecord {
+    /// Next hop address (empty for mail).
+    pub(super) next_hop: String,
+    /// The packet or message bytes.
+    pub(super) payload: Vec<u8>,
+    /// Delivery attempts that failed so far.
+    pub(super) attempts: u32,
+    /// When the item was first queued (ms).
+    pub(super) first_queued: u64,
+    /// When the item is next due (ms).
+    pub(super) next_attempt: u64,
+}
+
+/// Identifies an item in the outbound queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OutboundId(pub u64);
+
+/// Identifies an item in the mail queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MailId(pub u64);
+
+/// A packet queued for its next hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundItem {
+    /// Queue item ID.
+    pub id: OutboundId,
+    /// The next hop's address.
+    pub next_hop: String,
+    /// The binary packet.
+    pub packet: Vec<u8>,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// When it was first queued.
+    pub first_queued: SystemTime,
+    /// When it is (next) due.
+    pub next_attempt: SystemTime,
+}
+
+/// A reassembled message queued for SMTP delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailItem {
+    /// Queue item ID.
+    pub id: MailId,
+    /// The message bytes (RFC 2822 text as sent).
+    pub payload: Vec<u8>,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// When it was first queued.
+    pub first_queued: SystemTime,
+    /// When it is (next) due.
+    pub next_attempt: SystemTime,
+}
+
+/// Which queue an operation is on.
+#[derive(Clone, Copy)]
+enum Q {
+    Outbound,
+    Mail,
+}
+
+impl Store {
+    fn queue(&self, q: Q) -> (&Keyspace, &Keyspace, &'static str) {
+        let ks = &self.inner.ks;
+        match q {
+            Q::Outbound => (&ks.outbound, &ks.outbound_due, "outbound"),
+            Q::Mail => (&ks.mail, &ks.mail_due, "mail"),
+        }
+    }
+
+    /// Due records of queue `q`, oldest due first, at most `limit`.
+    fn q_due(
+        &self,
+        q: Q,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<(u64, QueueRecord)>, StoreError> {
+        let (data, due, what) = self.queue(q);
+        let keys = self.keys_upto(due, &time_id_key(to_ms(now), u64::MAX), limit)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let id = k
+                .get(8..)
+                .and_then(be_u64_prefix)
+                .ok_or_else(|| self.corrupt("due index key", "not 16 bytes"))?;
+            if let Some(rec) = self.get_rec::<QueueRecord>(data, &id.to_be_bytes(), what)? {
+                out.push((id, rec));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes item `id` of queue `q`, counting it under `counter`.
+    fn q_remove(&self, q: Q, id: u64, counter: &str) -> Result<bool, StoreError> {
+        let (data, due, what) = self.queue(q);
+        let mut tx = self.tx();
+        let key = id.to_be_bytes();
+        let Some(rec) = self.get_rec::<QueueRecord>(data, &key, what)? else {
+            return Ok(false);
+        };
+        tx.batch.remove(data, key);
+        tx.batch.remove(due, time_id_key(rec.next_attempt, id));
+        tx.incr(counter, 1);
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Reschedules item `id` of queue `q` for `when`, counting one more
+    /// failed attempt.
+    fn q_retry(&self, q: Q, id: u64, when: SystemTime, counter: &str) -> Result<bool, StoreError> {
+        let (data, due, what) = self.queue(q);
+        let mut tx = self.tx();
+        let key = id.to_be_bytes();
+        let Some(mut rec) = self.get_rec::<QueueRecord>(data, &key, what)? else {
+            return Ok(false);
+        };
+        tx.batch.remove(due, time_id_key(rec.next_attempt, id));
+        rec.attempts = rec.attempts.saturating_add(1);
+        rec.next_attempt = to_ms(when);
+        tx.batch.insert(due, time_id_key(rec.next_attempt, id), []);
+        tx.put(data, &key, &rec, what)?;
+        tx.incr(counter, 1);
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn q_len(&self, q: Q) -> Result<usize, StoreError> {
+        self.queue(q).0.len().map_err(self.db_err("count queue"))
+    }
+
+    /// Durably queues `packet` for `next_hop`, due at `now`.
+    pub fn outbound_enqueue(
+        &self,
+        next_hop: &str,
+        packet: &[u8],
+        now: SystemTime,
+    ) -> Result<OutboundId, StoreError> {
+        let mut tx = self.tx();
+        let id = tx.enqueue(Q::Outbound, next_hop, packet, to_ms(now))?;
+        tx.commit()?;
+        Ok(OutboundId(id))
+    }
+
+    /// Up to `limit` outbound packets due at or before `now`, earliest due
+    /// first (ties by queue order).
+    pub fn outbound_due(
+        &self,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<OutboundItem>, StoreError> {
+        Ok(self
+            .q_due(Q::Outbound, now, limit)?
+            .into_iter()
+            .map(|(id, r)| OutboundItem {
+                id: OutboundId(id),
+                next_hop: r.next_hop,
+                packet: r.payload,
+                attempts: r.attempts,
+                first_queued: from_ms(r.first_queued),
+                next_attempt: from_ms(r.next_attempt),
+            })
+            .collect())
+    }
+
+    /// Removes a delivered packet. Returns whether it was queued.
+    pub fn outbound_delivered(&self, id: OutboundId) -> Result<bool, StoreError> {
+        self.q_remove(Q::Outbound, id.0, names::OUTBOUND_DELIVERED)
+    }
+
+    /// Records a failed attempt and makes the packet due again at `when`.
+    /// Returns whether it was queued.
+    pub fn outbound_retry_at(&self, id: OutboundId, when: SystemTime) -> Result<bool, StoreError> {
+        self.q_retry(Q::Outbound, id.0, when, names::OUTBOUND_RETRIED)
+    }
+
+    /// Abandons a packet (counted). Returns whether it was queued.
+    pub fn outbound_give_up(&self, id: OutboundId) -> Result<bool, StoreError> {
+        self.q_remove(Q::Outbound, id.0, names::OUTBOUND_GIVEN_UP)
+    }
+
+    /// Number of packets in the outbound queue.
+    pub fn outbound_len(&self) -> Result<usize, StoreError> {
+        self.q_len(Q::Outbound)
+    }
+
+    /// Durably queues a message for SMTP delivery, due at `now`.
+    pub fn mail_enqueue(&self, payload: &[u8], now: SystemTime) -> Result<MailId, StoreError> {
+        let mut tx = self.tx();
+        let id = tx.enqueue_mail(payload, now)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Up to `limit` messages due at or before `now`, earliest due first.
+    pub fn mail_due(&self, now: SystemTime, limit: usize) -> Result<Vec<MailItem>, StoreError> {
+        Ok(self
+            .q_due(Q::Mail, now, limit)?
+            .into_iter()
+            .map(|(id, r)| MailItem {
+                id: MailId(id),
+                payload: r.payload,
+                attempts: r.attempts,
+                first_queued: from_ms(r.first_queued),
+                next_attempt: from_ms(r.next_attempt),
+            })
+            .collect())
+    }
+
+    /// Removes a delivered message. Returns whether it was queued.
+    pub fn mail_delivered(&self, id: MailId) -> Result<bool, StoreError> {
+        self.q_remove(Q::Mail, id.0, names::MAIL_DELIVERED)
+    }
+
+    /// Records a failed attempt and makes the message due again at `when`.
+    /// Returns whether it was queued.
+    pub fn mail_retry_at(&self, id: MailId, when: SystemTime) -> Result<bool, StoreError> {
+        self.q_retry(Q::Mail, id.0, when, names::MAIL_RETRIED)
+    }
+
+    /// Drops a message without delivering it (counted). Returns whether it
+    /// was queued.
+    pub fn mail_drop(&self, id: MailId) -> Result<bool, StoreError> {
+        self.q_remove(Q::Mail, id.0, names::MAIL_DROPPED)
+    }
+
+    /// Number of messages in the mail queue.
+    pub fn mail_len(&self) -> Result<usize, StoreError> {
+        self.q_len(Q::Mail)
+    }
+}
+
+impl Tx<'_> {
+    fn enqueue(
+        &mut self,
+        q: Q,
+        next_hop: &str,
+        payload: &[u8],
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let store = self.store;
+        let (data, due, what) = store.queue(q);
+        let id = self.new_id();
+        let rec = QueueRecord {
+            next_hop: next_hop.to_owned(),
+            payload: payload.to_vec(),
+            attempts: 0,
+            first_queued: now_ms,
+            next_attempt: now_ms,
+        };
+        self.put(data, &id.to_be_bytes(), &rec, what)?;
+        self.batch.insert(due, time_id_key(now_ms, id), []);
+        Ok(id)
+    }
+
+    /// Queues a message for SMTP as part of this transaction (counted).
+    pub(crate) fn enqueue_mail(
+        &mut self,
+        payload: &[u8],
+        now: SystemTime,
+    ) -> Result<MailId, StoreError> {
+        let id = self.enqueue(Q::Mail, "", payload, to_ms(now))?;
+        self.incr(names::MAIL_QUEUED, 1);
+        Ok(MailId(id))
+    }
+}

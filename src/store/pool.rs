@@ -1,0 +1,310 @@
+//! The replay log, the pool, and the exit queue the pool releases exit
+//! chunks into.
+
+use std::collections::HashSet;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::counters::names;
+use super::{Store, StoreError, Tx, be_u64, time_id_key, time_key16, to_ms};
+
+/// Replay entries (or partial sets) deleted per batch when pruning.
+pub(super) const PRUNE_BATCH: usize = 10_000;
+
+/// A peeled packet waiting in the pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PoolItem {
+    /// An intermediate packet for the next hop.
+    Forward {
+        /// The next hop's address, as given in the packet.
+        next_hop: String,
+        /// The binary 20480-byte packet for the next hop.
+        packet: Vec<u8>,
+    },
+    /// A final-hop payload chunk.
+    Exit {
+        /// Message ID shared by all chunks of one message.
+        msg_id: [u8; 16],
+        /// Chunk number (1-based).
+        chunk: u8,
+        /// Number of chunks in the message.
+        chunks: u8,
+        /// Exit type: 0 = SMTP, 1 = dummy.
+        exit_type: u8,
+        /// The chunk's payload bytes (true length, no padding).
+        payload: Vec<u8>,
+    },
+}
+
+/// An exit chunk released from the pool, awaiting exit processing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitChunk {
+    /// Message ID shared by all chunks of one message.
+    pub msg_id: [u8; 16],
+    /// Chunk number (1-based).
+    pub chunk: u8,
+    /// Number of chunks in the message.
+    pub chunks: u8,
+    /// Exit type: 0 = SMTP, 1 = dummy.
+    pub exit_type: u8,
+    /// The chunk's payload bytes.
+    pub payload: Vec<u8>,
+}
+
+/// Identifies an item in the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PoolId(pub u64);
+
+/// Identifies an item in the exit queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExitJobId(pub u64);
+
+/// One inbound packet to accept.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The packet ID (replay detection key).
+    pub packet_id: [u8; 16],
+    /// When the replay log entry for this ID may be pruned.
+    pub replay_expires: SystemTime,
+    /// What goes into the pool.
+    pub item: PoolItem,
+}
+
+/// The result of accepting one inbound packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// New packet: the ID is in the replay log and the item in the pool.
+    New(PoolId),
+    /// The ID was already in the replay log; nothing was written.
+    Replay,
+}
+
+/// What [`Store::release`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Released {
+    /// Items moved to the outbound queue.
+    pub forwarded: usize,
+    /// Items moved to the exit queue.
+    pub exits: usize,
+    /// IDs that were not (or no longer) in the pool.
+    pub missing: usize,
+}
+
+impl Store {
+    /// Accepts one inbound packet: see [`Store::accept_batch`].
+    pub fn accept(&self, inbound: &Inbound) -> Result<Accepted, StoreError> {
+        let mut res = self.accept_batch(std::slice::from_ref(inbound))?;
+        res.pop()
+            .ok_or_else(|| self.corrupt("accept result", "batch returned no result"))
+    }
+
+    /// Accepts several inbound packets in one batch and one `fsync`
+    /// (group commit). For each packet, in order: if its ID is in the
+    /// replay log (or earlier in this batch) the result is
+    /// [`Accepted::Replay`] and nothing is written for it; otherwise its ID
+    /// goes into the replay log and its item into the pool. Either the whole
+    /// batch is durable when this returns `Ok`, or nothing of it is.
+    pub fn accept_batch(&self, inbound: &[Inbound]) -> Result<Vec<Accepted>, StoreError> {
+        let ks = &self.inner.ks;
+        let mut tx = self.tx();
+        let mut seen = HashSet::new();
+        let mut out = Vec::with_capacity(inbound.len());
+        let mut new = 0u64;
+        for p in inbound {
+            let known = ks
+                .replay
+                .contains_key(p.packet_id)
+                .map_err(self.db_err("read replay log"))?;
+            if known || !seen.insert(p.packet_id) {
+                out.push(Accepted::Replay);
+                continue;
+            }
+            let exp = to_ms(p.replay_expires);
+            tx.batch.insert(&ks.replay, p.packet_id, exp.to_be_bytes());
+            tx.batch
+                .insert(&ks.replay_exp, time_key16(exp, &p.packet_id), []);
+            let id = tx.new_id();
+            tx.put(&ks.pool, &id.to_be_bytes(), &p.item, "pool")?;
+            out.push(Accepted::New(PoolId(id)));
+            new += 1;
+        }
+        let replays = out.len() as u64 - new;
+        if replays > 0 {
+            tx.incr(names::REPLAYS, replays);
+        }
+        if new > 0 {
+            tx.incr(names::ACCEPTED, new);
+            tx.commit()?;
+        } else {
+            tx.commit_unsynced()?;
+        }
+        Ok(out)
+    }
+
+    /// Whether `packet_id` is in the replay log.
+    pub fn replay_contains(&self, packet_id: &[u8; 16]) -> Result<bool, StoreError> {
+        self.inner
+            .ks
+            .replay
+            .contains_key(packet_id)
+            .map_err(self.db_err("read replay log"))
+    }
+
+    /// Deletes replay log entries whose expiry is at or before `now`, using
+    /// the time index. Returns how many were deleted.
+    pub fn prune_replay(&self, now: SystemTime) -> Result<usize, StoreError> {
+        let ks = &self.inner.ks;
+        let end = time_key16(to_ms(now), &[0xff; 16]);
+        let mut total = 0;
+        loop {
+            let mut tx = self.tx();
+            let keys = self.keys_upto(&ks.replay_exp, &end, PRUNE_BATCH)?;
+            if keys.is_empty() {
+                return Ok(total);
+            }
+            for k in &keys {
+                if let Some(pid) = k.get(8..) {
+                    tx.batch.remove(&ks.replay, pid);
+                }
+                tx.batch.remove(&ks.replay_exp, k.as_slice());
+            }
+            tx.incr(names::REPLAY_PRUNED, keys.len() as u64);
+            tx.commit()?;
+            total += keys.len();
+        }
+    }
+
+    /// Number of items in the pool.
+    pub fn pool_count(&self) -> Result<usize, StoreError> {
+        self.inner.ks.pool.len().map_err(self.db_err("count pool"))
+    }
+
+    /// IDs of all items in the pool.
+    pub fn pool_ids(&self) -> Result<Vec<PoolId>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.inner.ks.pool.iter() {
+            let k = guard.key().map_err(self.db_err("list pool"))?;
+            let id = be_u64(&k).ok_or_else(|| self.corrupt("pool key", "not 8 bytes"))?;
+            out.push(PoolId(id));
+        }
+        Ok(out)
+    }
+
+    /// The pool item `id`, if present.
+    pub fn pool_get(&self, id: PoolId) -> Result<Option<PoolItem>, StoreError> {
+        self.get_rec(&self.inner.ks.pool, &id.0.to_be_bytes(), "pool")
+    }
+
+    /// Inserts items into the pool without replay entries (dummies), in one
+    /// durable batch.
+    pub fn pool_insert(&self, items: &[PoolItem]) -> Result<Vec<PoolId>, StoreError> {
+        let mut tx = self.tx();
+        let mut ids = Vec::with_capacity(items.len());
+        for item in items {
+            let id = tx.new_id();
+            tx.put(&self.inner.ks.pool, &id.to_be_bytes(), item, "pool")?;
+            ids.push(PoolId(id));
+        }
+        tx.incr(names::DUMMIES_POOLED, items.len() as u64);
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Atomically removes the items `ids` from the pool, putting forward
+    /// items into the outbound queue (first attempt at `now`) and exit
+    /// items into the exit queue, in one durable batch. IDs not in the pool
+    /// are counted as missing and otherwise ignored.
+    pub fn release(&self, ids: &[PoolId], now: SystemTime) -> Result<Released, StoreError> {
+        let ks = &self.inner.ks;
+        let now_ms = to_ms(now);
+        let mut tx = self.tx();
+        let mut done = HashSet::new();
+        let mut r = Released::default();
+        for &PoolId(id) in ids {
+            let key = id.to_be_bytes();
+            let item: Option<PoolItem> = self.get_rec(&ks.pool, &key, "pool")?;
+            let Some(item) = item.filter(|_| done.insert(id)) else {
+                r.missing += 1;
+                continue;
+            };
+            tx.batch.remove(&ks.pool, key);
+            match item {
+                PoolItem::Forward { next_hop, packet } => {
+                    let rec = super::outbound::QueueRecord {
+                        next_hop,
+                        payload: packet,
+                        attempts: 0,
+                        first_queued: now_ms,
+                        next_attempt: now_ms,
+                    };
+                    tx.put(&ks.outbound, &key, &rec, "outbound")?;
+                    tx.batch
+                        .insert(&ks.outbound_due, time_id_key(now_ms, id), []);
+                    r.forwarded += 1;
+                }
+                PoolItem::Exit {
+                    msg_id,
+                    chunk,
+                    chunks,
+                    exit_type,
+                    payload,
+                } => {
+                    let job = ExitChunk {
+                        msg_id,
+                        chunk,
+                        chunks,
+                        exit_type,
+                        payload,
+                    };
+                    tx.put(&ks.exitq, &key, &job, "exit queue")?;
+                    r.exits += 1;
+                }
+            }
+        }
+        if r.forwarded > 0 {
+            tx.incr(names::RELEASED_FORWARD, r.forwarded as u64);
+        }
+        if r.exits > 0 {
+            tx.incr(names::RELEASED_EXIT, r.exits as u64);
+        }
+        tx.commit()?;
+        Ok(r)
+    }
+
+    /// Up to `limit` exit chunks awaiting exit processing, oldest first.
+    pub fn exit_jobs(&self, limit: usize) -> Result<Vec<(ExitJobId, ExitChunk)>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.inner.ks.exitq.iter().take(limit) {
+            let (k, v) = guard.into_inner().map_err(self.db_err("list exit queue"))?;
+            let id = be_u64(&k).ok_or_else(|| self.corrupt("exit queue key", "not 8 bytes"))?;
+            out.push((ExitJobId(id), self.decode(&v, "exit queue")?));
+        }
+        Ok(out)
+    }
+
+    /// Durably removes exit job `id` (for exit processing that does not go
+    /// through reassembly). Returns whether it existed.
+    pub fn exit_job_done(&self, id: ExitJobId) -> Result<bool, StoreError> {
+        let mut tx = self.tx();
+        let existed = tx.take_exit_job(id)?;
+        tx.commit()?;
+        Ok(existed)
+    }
+}
+
+impl Tx<'_> {
+    /// Removes exit job `id` as part of this transaction; returns whether
+    /// it existed.
+    pub(crate) fn take_exit_job(&mut self, id: ExitJobId) -> Result<bool, StoreError> {
+        let ks = &self.store.inner.ks.exitq;
+        let key = id.0.to_be_bytes();
+        let existed = ks
+            .contains_key(key)
+            .map_err(self.store.db_err("read exit queue"))?;
+        if existed {
+            self.batch.remove(ks, key);
+        }
+        Ok(existed)
+    }
+}
