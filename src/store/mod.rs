@@ -34,6 +34,7 @@ use serde::de::DeserializeOwned;
 
 pub use counters::names as counter;
 pub use outbound::{MailId, MailItem, OutboundId, OutboundItem};
+pub(crate) use partial::SetHeader;
 pub use partial::{PartialChunk, PartialSet};
 pub use pool::{Accepted, ExitChunk, ExitJobId, Inbound, PoolId, PoolItem, Released};
 

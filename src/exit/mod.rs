@@ -1,0 +1,3 @@
+//! Exit: the last hop of a message: reassembly of chunks and delivery.
+
+pub mod reassembly;
