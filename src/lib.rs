@@ -29,3 +29,4 @@ pub mod exit;
 pub mod keystore;
 pub mod pool;
 pub mod store;
+pub mod transport;
