@@ -25,6 +25,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod exit;
 pub mod keystore;
 pub mod pool;
