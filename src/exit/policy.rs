@@ -1,0 +1,605 @@
+//! Header policy (draft 6.5): turns a reassembled payload, written by an
+//! anonymous and possibly hostile sender, into a message that is safe to
+//! hand to SMTP.
+//!
+//! What [`Policy::apply`] does:
+//!
+//! * Parses the payload with `mail-parser`; anything that is not a message
+//!   with at least one recipient is refused with a typed [`PolicyError`].
+//! * Takes the recipients from `To:`, `Cc:` and `Bcc:` (deduplicated,
+//!   case-insensitively). Every address must be a plain ASCII
+//!   `local@domain` whose domain has at least one dot and is not an IP
+//!   literal; otherwise the whole message is refused.
+//! * Drops the managed headers ([`MANAGED_HEADERS`]: `From`, `Sender`,
+//!   `Date`, `Message-ID`, `Bcc`, `Received`, `Return-Path`) whatever the
+//!   configuration says, then every header matching the deny list (default
+//!   [`DEFAULT_DENY_HEADERS`]) and, when an allow list is configured,
+//!   every header not on it (`To` and `Cc` are implicitly allowed). Header
+//!   lines whose field name is not valid are dropped.
+//! * Inserts the operator's `From:`, a `Date:` with the exit's own time
+//!   (UTC, so the sender's clock and time zone are not revealed), a fresh
+//!   random `Message-ID:` at the exit's domain, and the configured
+//!   `Comments:` line.
+//! * Copies the kept headers' raw bytes (their folding included) and the
+//!   body bytes unchanged, except that bare LF line ends become CRLF as SMTP
+//!   requires and a missing final line end is added. Header lines holding a
+//!   bare CR, a NUL, an over-long line (> 998 bytes) or a broken fold are
+//!   refused: they are how header injection is attempted.
+//!
+//! The envelope sender is the operator's address, never anything the sender
+//! supplied.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use lettre::Address;
+use lettre::message::Mailbox;
+
+use super::delivery::{Delivery, addr_str, envelope_address, find, recipient};
+use mail_parser::{HeaderName, HeaderValue, MessageParser};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc2822;
+
+/// The default operator `From:`.
+pub const DEFAULT_FROM: &str = "Anonymous Remailer <nobody@localhost>";
+
+/// The default `Comments:` text.
+pub const DEFAULT_COMMENTS: &str = "This message was sent through an anonymous remailer. \
+     Replying to the sender is not possible.";
+
+/// Largest reassembled payload (255 chunks of 10240 bytes).
+pub const MAX_PAYLOAD: usize = 255 * 10_240;
+
+/// Default size limit of the delivered message: the largest payload plus
+/// room for the headers the exit adds.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = MAX_PAYLOAD + 16_384;
+
+/// Default limit on distinct recipients per message.
+pub const DEFAULT_MAX_RECIPIENTS: usize = 10;
+
+/// Headers always removed from the sender's message, whatever the
+/// configuration: the exit writes its own `From`, `Date` and `Message-ID`;
+/// `Bcc` would reveal blind recipients; the rest would forge an origin.
+pub const MANAGED_HEADERS: &[&str] = &[
+    "From",
+    "Sender",
+    "Date",
+    "Message-ID",
+    "Bcc",
+    "Received",
+    "Return-Path",
+];
+
+/// Default deny list. Entries are field names, or prefixes ending in `*`,
+/// compared case-insensitively. It removes: forged origin and trace
+/// headers, software and client fingerprints, authentication results and
+/// signatures, headers that send notifications or bounces to third parties,
+/// Usenet posting and control headers (draft 6.5), the sender's own
+/// `Comments` (the exit adds its own) and length headers.
+pub const DEFAULT_DENY_HEADERS: &[&str] = &[
+    "Resent-*",
+    "X-Originating-IP",
+    "X-Sender",
+    "X-Mailer",
+    "User-Agent",
+    "Organization",
+    "X-Authenticated-*",
+    "X-Original-*",
+    "X-Envelope-*",
+    "Delivered-To",
+    "Apparently-To",
+    "DKIM-Signature",
+    "DomainKey-Signature",
+    "ARC-*",
+    "Authentication-Results",
+    "Received-SPF",
+    "Errors-To",
+    "Return-Receipt-To",
+    "Disposition-Notification-To",
+    "Disposition-Notification-Options",
+    "Comments",
+    "Newsgroups",
+    "Control",
+    "Also-Control",
+    "Approved",
+    "Supersedes",
+    "Path",
+    "NNTP-*",
+    "Injection-*",
+    "X-Trace",
+    "X-Complaints-To",
+    "Content-Length",
+    "Lines",
+];
+
+/// Longest line SMTP allows, without its CRLF (RFC 5321 4.5.3.1.6).
+const MAX_LINE: usize = 998;
+
+/// A reason a payload is not delivered, or a configuration is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The payload is not an RFC 2822 message.
+    #[error("payload is not a parseable message")]
+    Unparseable,
+    /// A header line is malformed in a way that could inject headers.
+    #[error("malformed header line: {0}")]
+    MalformedHeader(&'static str),
+    /// The message names no recipient.
+    #[error("message has no recipients")]
+    NoRecipients,
+    /// A recipient in To/Cc/Bcc is not an acceptable address.
+    #[error("invalid recipient address")]
+    InvalidAddress,
+    /// More distinct recipients than allowed.
+    #[error("{found} recipients, at most {max} allowed")]
+    TooManyRecipients {
+        /// Distinct recipients found.
+        found: usize,
+        /// Configured limit.
+        max: usize,
+    },
+    /// The payload or the resulting message exceeds the size limit.
+    #[error("message of {size} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Size in bytes.
+        size: usize,
+        /// Configured limit.
+        max: usize,
+    },
+    /// Every recipient is on the destination blocklist.
+    #[error("all {0} recipients are blocked")]
+    AllRecipientsBlocked(usize),
+    /// The clock is outside the range a `Date:` header can express.
+    #[error("clock out of range for a Date header")]
+    ClockOutOfRange,
+    /// An encoded [`Delivery`] is malformed.
+    #[error("malformed encoded delivery")]
+    BadEncoding,
+    /// Configuration: `from` is not a mailbox with a display name
+    /// containing "Anonymous" in printable ASCII.
+    #[error("invalid exit from {0:?}: {1}")]
+    BadFrom(String, &'static str),
+    /// Configuration: `envelope_from` is not a valid ASCII address.
+    #[error("invalid envelope_from {0:?}")]
+    BadEnvelopeFrom(String),
+    /// Configuration: `comments` holds control characters or is too long.
+    #[error("invalid comments: {0}")]
+    BadComments(&'static str),
+    /// Configuration: `message_id_domain` is not a domain name.
+    #[error("invalid message_id_domain {0:?}")]
+    BadDomain(String),
+    /// Configuration: a header pattern is not a field name or `prefix*`.
+    #[error("invalid header pattern {0:?}")]
+    BadPattern(String),
+    /// Configuration: a size or count limit is out of range.
+    #[error("invalid limit: {0}")]
+    BadLimit(&'static str),
+}
+
+/// Header policy settings (the `[exit.policy]` table).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The `From:` put on every message; its display name must contain
+    /// "Anonymous" (any case) so recipients can filter (draft 6.5).
+    /// Default [`DEFAULT_FROM`].
+    pub from: String,
+    /// SMTP envelope sender (where bounces go). Default: the address of
+    /// `from`.
+    pub envelope_from: Option<String>,
+    /// Text of the `Comments:` header; empty for none. Printable ASCII,
+    /// folded automatically. Default [`DEFAULT_COMMENTS`].
+    pub comments: String,
+    /// Domain of generated Message-IDs. Default: the domain of `from`.
+    pub message_id_domain: Option<String>,
+    /// Sender headers to drop (names or `prefix*`, case-insensitive).
+    /// Default [`DEFAULT_DENY_HEADERS`].
+    pub deny_headers: Vec<String>,
+    /// If not empty, only these sender headers (and To/Cc) pass; the deny
+    /// list still applies. Default empty (everything not denied passes).
+    pub allow_headers: Vec<String>,
+    /// Largest payload accepted and message delivered, in bytes. Default
+    /// [`DEFAULT_MAX_MESSAGE_SIZE`].
+    pub max_message_size: usize,
+    /// Most distinct recipients per message. Default
+    /// [`DEFAULT_MAX_RECIPIENTS`].
+    pub max_recipients: usize,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            from: DEFAULT_FROM.to_owned(),
+            envelope_from: None,
+            comments: DEFAULT_COMMENTS.to_owned(),
+            message_id_domain: None,
+            deny_headers: DEFAULT_DENY_HEADERS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            allow_headers: Vec::new(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_recipients: DEFAULT_MAX_RECIPIENTS,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// Checks every setting (as [`Policy::new`] does).
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        Policy::new(self).map(|_| ())
+    }
+}
+
+/// A header name pattern: exact name or prefix (lowercased).
+#[derive(Debug, Clone)]
+enum Pattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl Pattern {
+    fn parse(s: &str) -> Result<Self, PolicyError> {
+        let bad = || PolicyError::BadPattern(s.to_owned());
+        let (body, prefix) = match s.strip_suffix('*') {
+            Some(p) => (p, true),
+            None => (s, false),
+        };
+        if (body.is_empty() && !prefix) || !body.bytes().all(|b| is_ftext(b) && b != b'*') {
+            return Err(bad());
+        }
+        let body = body.to_ascii_lowercase();
+        Ok(if prefix {
+            Self::Prefix(body)
+        } else {
+            Self::Exact(body)
+        })
+    }
+
+    fn matches(&self, lower_name: &str) -> bool {
+        match self {
+            Self::Exact(n) => lower_name == n,
+            Self::Prefix(p) => lower_name.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// The validated policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    from_line: String,
+    envelope_from: Address,
+    comments_lines: Option<String>,
+    message_id_domain: String,
+    deny: Vec<Pattern>,
+    allow: Vec<Pattern>,
+    max_message_size: usize,
+    max_recipients: usize,
+}
+
+impl Policy {
+    /// Validates `config` and builds the policy.
+    pub fn new(config: &PolicyConfig) -> Result<Self, PolicyError> {
+        let (from_line, from_addr) = render_from(&config.from)?;
+        let envelope_from = match &config.envelope_from {
+            Some(s) => {
+                envelope_address(s).ok_or_else(|| PolicyError::BadEnvelopeFrom(s.clone()))?
+            }
+            None => from_addr.clone(),
+        };
+        let message_id_domain = match &config.message_id_domain {
+            Some(d) => d.clone(),
+            None => from_addr.domain().to_owned(),
+        };
+        if !is_domain(&message_id_domain) {
+            return Err(PolicyError::BadDomain(message_id_domain));
+        }
+        let comments_lines = render_comments(&config.comments)?;
+        let patterns = |list: &[String]| -> Result<Vec<_>, _> {
+            list.iter().map(|p| Pattern::parse(p)).collect()
+        };
+        let deny = patterns(&config.deny_headers)?;
+        let allow = patterns(&config.allow_headers)?;
+        if config.max_message_size < 1024 {
+            return Err(PolicyError::BadLimit("max_message_size below 1024"));
+        }
+        if config.max_recipients == 0 {
+            return Err(PolicyError::BadLimit("max_recipients is 0"));
+        }
+        Ok(Self {
+            from_line,
+            envelope_from,
+            comments_lines,
+            message_id_domain,
+            deny,
+            allow,
+            max_message_size: config.max_message_size,
+            max_recipients: config.max_recipients,
+        })
+    }
+
+    /// The SMTP envelope sender.
+    pub fn envelope_from(&self) -> &Address {
+        &self.envelope_from
+    }
+
+    /// The domain Message-IDs are generated at (also a sensible EHLO name).
+    pub fn domain(&self) -> &str {
+        &self.message_id_domain
+    }
+
+    /// Applies the policy to `payload`, dating the message `now` and drawing
+    /// the Message-ID from `rng`.
+    pub fn apply<R: rand::CryptoRng + ?Sized>(
+        &self,
+        payload: &[u8],
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Delivery, PolicyError> {
+        let max = self.max_message_size;
+        if payload.len() > max {
+            return Err(PolicyError::TooLarge {
+                size: payload.len(),
+                max,
+            });
+        }
+        let body_start = body_start(payload);
+        let head = payload.get(..body_start).ok_or(PolicyError::Unparseable)?;
+        if head.trim_ascii().is_empty() {
+            return Err(PolicyError::NoRecipients);
+        }
+        let parsed = MessageParser::default()
+            .parse_headers(head)
+            .ok_or(PolicyError::Unparseable)?;
+        let headers = parsed
+            .parts
+            .first()
+            .map(|p| p.headers.as_slice())
+            .unwrap_or_default();
+
+        let mut recipients = Vec::new();
+        let mut seen = HashSet::new();
+        let mut kept = Vec::with_capacity(head.len() + 512);
+        for h in headers {
+            let raw = head
+                .get(h.offset_field as usize..h.offset_end as usize)
+                .ok_or(PolicyError::Unparseable)?;
+            if matches!(h.name, HeaderName::To | HeaderName::Cc | HeaderName::Bcc) {
+                collect_recipients(&h.value, &mut recipients, &mut seen)?;
+            }
+            let Some(name) = raw_field_name(raw, h.name.as_str()) else {
+                continue;
+            };
+            if self.keeps(&name) {
+                push_header(raw, &mut kept)?;
+            }
+        }
+        if recipients.is_empty() {
+            return Err(PolicyError::NoRecipients);
+        }
+        if recipients.len() > self.max_recipients {
+            return Err(PolicyError::TooManyRecipients {
+                found: recipients.len(),
+                max: self.max_recipients,
+            });
+        }
+
+        let mut message = Vec::with_capacity(kept.len() + payload.len() - body_start + 512);
+        message.extend_from_slice(self.from_line.as_bytes());
+        let date = OffsetDateTime::from(now)
+            .format(&Rfc2822)
+            .map_err(|_| PolicyError::ClockOutOfRange)?;
+        message.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        let id = hex::encode(id);
+        let domain = &self.message_id_domain;
+        message.extend_from_slice(format!("Message-ID: <{id}@{domain}>\r\n").as_bytes());
+        if let Some(c) = &self.comments_lines {
+            message.extend_from_slice(c.as_bytes());
+        }
+        message.extend_from_slice(&kept);
+        message.extend_from_slice(b"\r\n");
+        push_body(payload.get(body_start..).unwrap_or_default(), &mut message);
+        if message.len() > max {
+            return Err(PolicyError::TooLarge {
+                size: message.len(),
+                max,
+            });
+        }
+        Ok(Delivery {
+            envelope_from: self.envelope_from.clone(),
+            envelope_to: recipients,
+            message,
+        })
+    }
+
+    /// Whether a sender header with this (lowercase) name passes.
+    fn keeps(&self, lower: &str) -> bool {
+        if MANAGED_HEADERS
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(lower))
+        {
+            return false;
+        }
+        if self.deny.iter().any(|p| p.matches(lower)) {
+            return false;
+        }
+        self.allow.is_empty()
+            || lower == "to"
+            || lower == "cc"
+            || self.allow.iter().any(|p| p.matches(lower))
+    }
+}
+
+fn collect_recipients(
+    value: &HeaderValue<'_>,
+    out: &mut Vec<Address>,
+    seen: &mut HashSet<String>,
+) -> Result<(), PolicyError> {
+    let list = match value {
+        HeaderValue::Address(a) => a,
+        HeaderValue::Empty => return Ok(()),
+        _ => return Err(PolicyError::InvalidAddress),
+    };
+    for a in list.iter() {
+        let text = a.address().ok_or(PolicyError::InvalidAddress)?;
+        let addr = recipient(text)?;
+        if seen.insert(addr_str(&addr).to_ascii_lowercase()) {
+            out.push(addr);
+        }
+    }
+    Ok(())
+}
+
+/// Offset of the body: just after the first empty line, or the end.
+fn body_start(payload: &[u8]) -> usize {
+    let mut pos = 0;
+    while pos < payload.len() {
+        let rest = payload.get(pos..).unwrap_or_default();
+        let line_len = find(rest, b"\n").map_or(rest.len(), |i| i + 1);
+        let line = rest.get(..line_len).unwrap_or_default();
+        pos += line_len;
+        if line == b"\n" || line == b"\r\n" {
+            return pos;
+        }
+    }
+    payload.len()
+}
+
+/// The lowercased field name of a raw header, if it is a valid name equal
+/// to what the parser saw.
+fn raw_field_name(raw: &[u8], parsed: &str) -> Option<String> {
+    let colon = raw.iter().position(|&b| b == b':')?;
+    let name = raw.get(..colon)?;
+    let name = name.trim_ascii_end();
+    if name.is_empty() || !name.iter().copied().all(is_ftext) {
+        return None;
+    }
+    let name = std::str::from_utf8(name).ok()?;
+    name.eq_ignore_ascii_case(parsed)
+        .then(|| name.to_ascii_lowercase())
+}
+
+/// Appends one raw header (with its folds) as CRLF lines, refusing lines
+/// that could smuggle in other headers.
+fn push_header(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PolicyError> {
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    for (i, line) in raw.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.contains(&b'\r') {
+            return Err(PolicyError::MalformedHeader("bare CR"));
+        }
+        if line.contains(&0) {
+            return Err(PolicyError::MalformedHeader("NUL byte"));
+        }
+        if line.len() > MAX_LINE {
+            return Err(PolicyError::MalformedHeader("line longer than 998 bytes"));
+        }
+        if i > 0 {
+            let folded = matches!(line.first(), Some(b' ' | b'\t'));
+            if !folded || line.iter().all(|b| matches!(b, b' ' | b'\t')) {
+                return Err(PolicyError::MalformedHeader("broken fold"));
+            }
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    Ok(())
+}
+
+/// Appends the body, turning bare LF into CRLF and ending it with CRLF.
+fn push_body(body: &[u8], out: &mut Vec<u8>) {
+    let mut prev = 0u8;
+    for &b in body {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    if !body.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn render_from(from: &str) -> Result<(String, Address), PolicyError> {
+    let bad = |why| PolicyError::BadFrom(from.to_owned(), why);
+    if !from.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(bad("must be printable ASCII"));
+    }
+    let mailbox = Mailbox::from_str(from).map_err(|_| bad("not a mailbox"))?;
+    let name = mailbox.name.as_deref().unwrap_or_default().trim();
+    if !name.to_ascii_lowercase().contains("anonymous") {
+        return Err(bad("display name must contain \"Anonymous\""));
+    }
+    let addr = envelope_address(addr_str(&mailbox.email)).ok_or(bad("invalid address"))?;
+    let plain = name
+        .bytes()
+        .all(|b| b == b' ' || b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b));
+    let shown = if plain {
+        name.to_owned()
+    } else {
+        let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+        format!("\"{escaped}\"")
+    };
+    Ok((format!("From: {shown} <{addr}>\r\n"), addr))
+}
+
+/// The folded `Comments:` header, or `None` for an empty text.
+fn render_comments(text: &str) -> Result<Option<String>, PolicyError> {
+    if !text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) || b == b'\t')
+    {
+        return Err(PolicyError::BadComments(
+            "must be printable ASCII on one line",
+        ));
+    }
+    if text.len() > 4096 {
+        return Err(PolicyError::BadComments("longer than 4096 bytes"));
+    }
+    let mut words = text.split_ascii_whitespace().peekable();
+    if words.peek().is_none() {
+        return Ok(None);
+    }
+    let mut out = String::from("Comments:");
+    let mut line_len = out.len();
+    for w in words {
+        if w.len() > 900 {
+            return Err(PolicyError::BadComments("a word is longer than 900 bytes"));
+        }
+        if line_len + 1 + w.len() > 76 && line_len > "Comments:".len() {
+            out.push_str("\r\n");
+            line_len = 0;
+        }
+        let _ = write!(out, " {w}");
+        line_len += 1 + w.len();
+    }
+    out.push_str("\r\n");
+    Ok(Some(out))
+}
+
+/// RFC 5322 field-name characters: printable ASCII except colon.
+fn is_ftext(b: u8) -> bool {
+    (33..=126).contains(&b) && b != b':'
+}
+
+fn is_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;

@@ -1,0 +1,369 @@
+//! Exit delivery against a real, independent SMTP server: Python's
+//! `aiosmtpd` (Debian package `python3-aiosmtpd`), started per test on a
+//! free loopback port by `tests/support/smtp_sink.py`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use mimix::clock::ManualClock;
+use mimix::exit::mx::{MxAnswer, MxFuture, MxRecord, MxResolver};
+use mimix::exit::policy::PolicyError;
+use mimix::exit::smtp::{FailureKind, SmtpMode};
+use mimix::exit::{Delivery, DeliveryResult, Exit, ExitConfig};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+/// The interpreter to run the sink with: `$MIMIX_TEST_PYTHON`, else the
+/// first of `python3`, `/usr/bin/python3` that can import aiosmtpd.
+fn python() -> String {
+    let mut candidates = Vec::new();
+    if let Ok(p) = std::env::var("MIMIX_TEST_PYTHON") {
+        candidates.push(p);
+    }
+    candidates.extend(["python3".to_owned(), "/usr/bin/python3".to_owned()]);
+    for p in &candidates {
+        let ok = Command::new(p)
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return p.clone();
+        }
+    }
+    panic!("no python3 with aiosmtpd found (install python3-aiosmtpd)");
+}
+
+/// A running aiosmtpd, killed on drop (also when a test fails).
+struct SmtpSink {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// One message as the server stored it.
+struct Received {
+    mail_from: String,
+    rcpt_tos: Vec<String>,
+    helo: String,
+    content: Vec<u8>,
+}
+
+impl SmtpSink {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
+        let mut child = Command::new(python())
+            .arg(&script)
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        let read = BufReader::new(stdout).read_line(&mut line);
+        let mut sink = Self {
+            child,
+            port: 0,
+            dir,
+        };
+        read.unwrap();
+        sink.port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("bad port line {line:?}"));
+        sink
+    }
+
+    fn received(&self) -> Vec<Received> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|eml| {
+                let meta: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(eml.with_extension("json")).unwrap())
+                        .unwrap();
+                let text = |k: &str| meta[k].as_str().unwrap().to_owned();
+                Received {
+                    mail_from: text("mail_from"),
+                    helo: text("helo"),
+                    rcpt_tos: meta["rcpt_tos"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_str().unwrap().to_owned())
+                        .collect(),
+                    content: std::fs::read(&eml).unwrap(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(port: u16) -> ExitConfig {
+    let mut c = ExitConfig::default();
+    c.policy.from = "Anonymous Remailer <remailer@mix.example>".into();
+    c.smtp.host = "127.0.0.1".into();
+    c.smtp.port = port;
+    c.smtp.connect_timeout = Duration::from_secs(10);
+    c.smtp.command_timeout = Duration::from_secs(10);
+    c.smtp.session_timeout = Duration::from_secs(30);
+    c
+}
+
+fn exit(config: &ExitConfig) -> Exit {
+    // 2001-09-09T01:46:40Z.
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000_000_000));
+    Exit::new(config, Arc::new(clock)).unwrap()
+}
+
+fn prepare(exit: &Exit, payload: &[u8]) -> Delivery {
+    exit.prepare(payload, &mut StdRng::seed_from_u64(3))
+        .unwrap()
+}
+
+fn header_block(content: &[u8]) -> String {
+    let end = content.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    String::from_utf8(content[..end + 2].to_vec()).unwrap()
+}
+
+const BODY: &[u8] = b"Hello,\r\n.a line starting with a dot\r\n..two dots\r\n.\r\n\r\n\
+caf\xc3\xa9 \t trailing whitespace \r\nlast line without a newline";
+
+#[tokio::test]
+async fn relay_delivers_the_policed_message_with_the_exact_body() {
+    let sink = SmtpSink::start();
+    let exit = exit(&config(sink.port));
+    let mut payload = b"From: Real Name <real@home.example>\r\n\
+X-Mailer: Leaky 1.0\r\n\
+Received: from laptop (10.1.2.3)\r\n\
+Message-ID: <leak@laptop>\r\n\
+To: Alice <alice@example.org>\r\n\
+Bcc: bob@example.net\r\n\
+Subject: test message\r\n\
+Reply-To: nym@nym.example\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n"
+        .to_vec();
+    payload.extend_from_slice(BODY);
+
+    let mut delivery = prepare(&exit, &payload);
+    let sent = delivery.message.clone();
+    assert_eq!(exit.deliver(&mut delivery).await, DeliveryResult::Delivered);
+    assert!(delivery.envelope_to.is_empty());
+
+    let got = sink.received();
+    assert_eq!(got.len(), 1);
+    let m = &got[0];
+    assert_eq!(
+        m.content, sent,
+        "the server stores exactly what the exit built"
+    );
+    assert_eq!(m.mail_from, "remailer@mix.example");
+    assert_eq!(m.rcpt_tos, ["alice@example.org", "bob@example.net"]);
+    assert_eq!(m.helo, "mix.example");
+
+    let end = m.content.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let mut expected_body = BODY.to_vec();
+    expected_body.extend_from_slice(b"\r\n");
+    assert_eq!(&m.content[end + 4..], expected_body.as_slice());
+
+    let head = header_block(&m.content);
+    assert!(head.starts_with("From: Anonymous Remailer <remailer@mix.example>\r\n"));
+    assert!(head.contains("Date: Sun, 09 Sep 2001 01:46:40 +0000\r\n"));
+    assert!(head.contains("Comments: This message was sent through an anonymous remailer."));
+    assert!(head.contains("\r\nTo: Alice <alice@example.org>\r\n"));
+    assert!(head.contains("\r\nSubject: test message\r\n"));
+    assert!(head.contains("\r\nReply-To: nym@nym.example\r\n"));
+    for gone in [
+        "real@home.example",
+        "X-Mailer",
+        "Received",
+        "leak@laptop",
+        "Bcc",
+        "bob@",
+    ] {
+        assert!(!head.contains(gone), "{gone} reached the recipient");
+    }
+    assert_eq!(exit.counts().delivered_recipients, 2);
+}
+
+#[tokio::test]
+async fn a_5xx_recipient_fails_and_the_others_still_get_the_message() {
+    let sink = SmtpSink::start();
+    let exit = exit(&config(sink.port));
+
+    let mut only_rejected = prepare(&exit, b"To: reject-me@example.org\r\n\r\nbody\r\n");
+    match exit.deliver(&mut only_rejected).await {
+        DeliveryResult::Failed(f) => {
+            assert_eq!(f.kind, FailureKind::Rejected);
+            assert_eq!(f.code, Some(550));
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert!(only_rejected.envelope_to.is_empty());
+    assert!(sink.received().is_empty());
+
+    let mut mixed = prepare(
+        &exit,
+        b"To: reject-me@example.org, alice@example.org\r\n\r\nbody\r\n",
+    );
+    assert_eq!(exit.deliver(&mut mixed).await, DeliveryResult::Delivered);
+    let got = sink.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpt_tos, ["alice@example.org"]);
+    let counts = exit.counts();
+    assert_eq!(
+        (counts.failed_recipients, counts.delivered_recipients),
+        (2, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_4xx_recipient_is_retried_alone() {
+    let sink = SmtpSink::start();
+    let exit = exit(&config(sink.port));
+    let mut d = prepare(
+        &exit,
+        b"To: defer-me@example.org, alice@example.org\r\n\r\nbody\r\n",
+    );
+    match exit.deliver(&mut d).await {
+        DeliveryResult::Retry(f) => {
+            assert_eq!(f.kind, FailureKind::Deferred);
+            assert_eq!(f.code, Some(451));
+        }
+        other => panic!("expected Retry, got {other:?}"),
+    }
+    let pending: Vec<String> = d.envelope_to.iter().map(ToString::to_string).collect();
+    assert_eq!(pending, ["defer-me@example.org"]);
+    assert_eq!(sink.received()[0].rcpt_tos, ["alice@example.org"]);
+}
+
+#[tokio::test]
+async fn a_closed_port_is_retried() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let exit = exit(&config(port));
+    let mut d = prepare(&exit, b"To: alice@example.org\r\n\r\nbody\r\n");
+    match exit.deliver(&mut d).await {
+        DeliveryResult::Retry(f) => assert_eq!(f.kind, FailureKind::Connection),
+        other => panic!("expected Retry, got {other:?}"),
+    }
+    assert_eq!(d.envelope_to.len(), 1);
+}
+
+#[tokio::test]
+async fn blocked_recipients_are_dropped_and_the_rest_delivered() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("blocklist.txt");
+    std::fs::write(
+        &list,
+        "# on request\nvictim@example.org\n@blocked.example\n",
+    )
+    .unwrap();
+    let mut c = config(sink.port);
+    c.blocklist = Some(list);
+    let exit = exit(&c);
+
+    let mut d = prepare(
+        &exit,
+        b"To: victim@example.org, alice@example.org\r\nCc: x@blocked.example\r\n\r\nhi\r\n",
+    );
+    assert_eq!(exit.deliver(&mut d).await, DeliveryResult::Delivered);
+    assert_eq!(sink.received()[0].rcpt_tos, ["alice@example.org"]);
+    assert_eq!(exit.counts().blocked_recipients, 2);
+
+    let all_blocked = exit.prepare(
+        b"To: VICTIM@example.org\r\n\r\nhi\r\n",
+        &mut StdRng::seed_from_u64(1),
+    );
+    assert_eq!(all_blocked, Err(PolicyError::AllRecipientsBlocked(1)));
+    assert_eq!(exit.counts().rejected, 1);
+}
+
+/// Answers MX queries from a fixed table.
+struct FakeDns(Vec<(&'static str, MxAnswer)>);
+
+impl MxResolver for FakeDns {
+    fn lookup_mx<'a>(&'a self, domain: &'a str) -> MxFuture<'a> {
+        let answer = self
+            .0
+            .iter()
+            .find(|(d, _)| *d == domain)
+            .map(|(_, a)| a.clone())
+            .ok_or_else(|| "SERVFAIL".to_owned());
+        Box::pin(async move { answer })
+    }
+}
+
+#[tokio::test]
+async fn mx_mode_tries_hosts_in_preference_order_and_groups_by_domain() {
+    let sink = SmtpSink::start();
+    let mut c = config(sink.port);
+    c.smtp.mode = SmtpMode::Mx;
+    let mx = |preference, exchange: &str| MxRecord {
+        preference,
+        exchange: exchange.to_owned(),
+    };
+    // 127.0.0.2 is loopback but nothing listens there: the preferred host
+    // refuses, the next one (the sink) accepts.
+    let dns = FakeDns(vec![
+        (
+            "example.org",
+            MxAnswer::Records(vec![mx(20, "127.0.0.1."), mx(10, "127.0.0.2.")]),
+        ),
+        ("example.net", MxAnswer::Records(vec![mx(0, "127.0.0.1")])),
+        ("gone.example", MxAnswer::NoSuchDomain),
+    ]);
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000_000_000));
+    let exit = Exit::with_resolver(&c, Arc::new(clock), Arc::new(dns)).unwrap();
+
+    let mut d = prepare(
+        &exit,
+        b"To: a@example.org, b@example.net, c@EXAMPLE.org\r\n\r\nhi\r\n",
+    );
+    assert_eq!(exit.deliver(&mut d).await, DeliveryResult::Delivered);
+    let got = sink.received();
+    let mut rcpts: Vec<Vec<String>> = got.iter().map(|m| m.rcpt_tos.clone()).collect();
+    rcpts.sort();
+    assert_eq!(
+        rcpts,
+        [
+            vec!["a@example.org", "c@EXAMPLE.org"],
+            vec!["b@example.net"]
+        ]
+    );
+
+    let mut nx = prepare(&exit, b"To: x@gone.example\r\n\r\nhi\r\n");
+    match exit.deliver(&mut nx).await {
+        DeliveryResult::Failed(f) => assert_eq!(f.kind, FailureKind::NoRoute),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    let mut servfail = prepare(&exit, b"To: x@unknown.example\r\n\r\nhi\r\n");
+    match exit.deliver(&mut servfail).await {
+        DeliveryResult::Retry(f) => assert_eq!(f.kind, FailureKind::Dns),
+        other => panic!("expected Retry, got {other:?}"),
+    }
+}
