@@ -26,8 +26,10 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod directory;
 pub mod exit;
 pub mod keystore;
+pub mod node;
 pub mod pool;
 pub mod store;
 pub mod transport;

@@ -1,6 +1,7 @@
 //! The `mimix` command.
 
 use clap::{Parser, Subcommand};
+use mimix::cli::node::{ConfigArgs, InitArgs, SendArgs};
 use mimix::cli::packet::{KeygenArgs, PacketCmd};
 
 /// mimix: a Tor-native anonymous remailer (Mimix protocol v1).
@@ -13,6 +14,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Write a commented config, create the data directory and a first key.
+    Init(InitArgs),
+    /// Run the remailer.
+    Run(ConfigArgs),
+    /// Print the node's counters and queue sizes.
+    Status(ConfigArgs),
+    /// Send a message (or a dummy) through a chain of remailers.
+    Send(SendArgs),
     /// Offline packet tools: build and peel.
     #[command(subcommand)]
     Packet(PacketCmd),
@@ -23,6 +32,10 @@ enum Cmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
+        Cmd::Init(a) => mimix::cli::node::init(a),
+        Cmd::Run(a) => mimix::cli::node::run(a),
+        Cmd::Status(a) => mimix::cli::node::status(a),
+        Cmd::Send(a) => mimix::cli::node::send(a),
         Cmd::Packet(c) => mimix::cli::packet::run(c),
         Cmd::Keygen(a) => mimix::cli::packet::keygen(a),
     };

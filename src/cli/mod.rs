@@ -1,4 +1,5 @@
 //! The command line: clap definitions and the commands that run at the
 //! edge (the only place `anyhow` is used).
 
+pub mod node;
 pub mod packet;

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use mimix_packet::conf::{date_to_epoch_day, epoch_day_to_date};
 use mimix_packet::crypto::digest::sha256;
 use mimix_packet::{
-    ExitType, Hop, Outcome, RemailerConf, SecretKey, TimeWindow, armour, build_dummy,
+    ExitType, Hop, Outcome, Packet, RemailerConf, SecretKey, TimeWindow, armour, build_dummy,
     build_message, dearmour, peel,
 };
 use serde_json::json;
@@ -86,7 +86,7 @@ pub struct KeygenArgs {
     out: PathBuf,
 }
 
-fn day(at: Option<&str>) -> anyhow::Result<u64> {
+pub(crate) fn day(at: Option<&str>) -> anyhow::Result<u64> {
     match at {
         Some(s) => date_to_epoch_day(s).with_context(|| format!("--at {s}: expected YYYY-MM-DD")),
         None => Ok(SystemClock.epoch_day()),
@@ -160,16 +160,22 @@ fn has_recipient(msg: &[u8]) -> bool {
     })
 }
 
-fn run_build(a: BuildArgs) -> anyhow::Result<()> {
-    let today = day(a.at.as_deref())?;
+/// Reads remailer-confs and builds the packets of a message (or a dummy)
+/// for the named chain, as of `today`.
+pub fn build_packets(
+    confs: &[PathBuf],
+    names: &[String],
+    message: Option<&Path>,
+    today: u64,
+) -> anyhow::Result<Vec<Packet>> {
     let mut by_name: HashMap<String, RemailerConf> = HashMap::new();
-    for path in &a.confs {
+    for path in confs {
         let conf = RemailerConf::parse_valid(&read_text(path)?, today)
             .with_context(|| format!("remailer-conf {}", path.display()))?;
         by_name.insert(conf.name.clone(), conf);
     }
     let mut chain = Vec::new();
-    for name in &a.chain {
+    for name in names {
         let conf = by_name
             .get(name)
             .with_context(|| format!("no remailer-conf given for {name:?}"))?;
@@ -179,30 +185,36 @@ fn run_build(a: BuildArgs) -> anyhow::Result<()> {
         });
     }
     let rng = &mut rand::rng();
-    let packets = if a.dummy {
-        vec![build_dummy(rng, &chain, today)?]
-    } else {
-        let path = a
-            .message
-            .as_deref()
-            .context("--message or --dummy is required")?;
-        let msg = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        if !has_recipient(&msg) {
-            bail!(
-                "{}: the message has no To, Cc or Bcc header",
-                path.display()
-            );
-        }
-        if let Some(exit) = a.chain.last().and_then(|n| by_name.get(n)) {
-            if !exit.smtp {
-                bail!(
-                    "{}: the exit remailer does not deliver mail (SMTP: No)",
-                    exit.name
-                );
-            }
-        }
-        build_message(rng, &chain, ExitType::Smtp, &msg, today)?
+    let Some(path) = message else {
+        return Ok(vec![build_dummy(rng, &chain, today)?]);
     };
+    let msg = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if !has_recipient(&msg) {
+        bail!(
+            "{}: the message has no To, Cc or Bcc header",
+            path.display()
+        );
+    }
+    if let Some(exit) = names
+        .last()
+        .and_then(|n| by_name.get(n))
+        .filter(|c| !c.smtp)
+    {
+        bail!(
+            "{}: the exit remailer does not deliver mail (SMTP: No)",
+            exit.name
+        );
+    }
+    Ok(build_message(rng, &chain, ExitType::Smtp, &msg, today)?)
+}
+
+fn run_build(a: BuildArgs) -> anyhow::Result<()> {
+    let today = day(a.at.as_deref())?;
+    let message = if a.dummy { None } else { a.message.as_deref() };
+    if message.is_none() && !a.dummy {
+        bail!("--message or --dummy is required");
+    }
+    let packets = build_packets(&a.confs, &a.chain, message, today)?;
     fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut files = Vec::new();
     for (i, p) in packets.iter().enumerate() {
@@ -210,14 +222,11 @@ fn run_build(a: BuildArgs) -> anyhow::Result<()> {
         write_text(&path, &armour(p))?;
         files.push(path.display().to_string());
     }
-    let entry = chain.first().map(|h| h.address.clone()).unwrap_or_default();
     println!(
         "{}",
         json!({
             "packets": packets.len(),
             "chain": a.chain,
-            "entry_url": entry,
-            "post_url": format!("{entry}/collector.py/msg"),
             "exit_type": if a.dummy { "dummy" } else { "smtp" },
             "files": files,
         })

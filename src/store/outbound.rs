@@ -24,6 +24,9 @@ pub(super) struct QueueRecord {
     pub(super) first_queued: u64,
     /// When the item is next due (ms).
     pub(super) next_attempt: u64,
+    /// Mail only: `payload` is an encoded, already policy-checked
+    /// delivery (the recipients still pending), not the sender's bytes.
+    pub(super) prepared: bool,
 }
 
 /// Identifies an item in the outbound queue.
@@ -56,8 +59,12 @@ pub struct OutboundItem {
 pub struct MailItem {
     /// Queue item ID.
     pub id: MailId,
-    /// The message bytes (RFC 2822 text as sent).
+    /// The message bytes (RFC 2822 text as sent), or, when `prepared`, an
+    /// encoded delivery to the recipients still pending.
     pub payload: Vec<u8>,
+    /// Whether `payload` is a prepared delivery (set only by
+    /// [`Store::mail_retry_prepared`], never by a sender).
+    pub prepared: bool,
     /// Failed delivery attempts so far.
     pub attempts: u32,
     /// When it was first queued.
@@ -122,6 +129,18 @@ impl Store {
     /// Reschedules item `id` of queue `q` for `when`, counting one more
     /// failed attempt.
     fn q_retry(&self, q: Q, id: u64, when: SystemTime, counter: &str) -> Result<bool, StoreError> {
+        self.q_retry_with(q, id, when, counter, None)
+    }
+
+    /// As `q_retry`, optionally replacing the payload with a prepared one.
+    fn q_retry_with(
+        &self,
+        q: Q,
+        id: u64,
+        when: SystemTime,
+        counter: &str,
+        prepared: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
         let (data, due, what) = self.queue(q);
         let mut tx = self.tx();
         let key = id.to_be_bytes();
@@ -131,6 +150,10 @@ impl Store {
         tx.batch.remove(due, time_id_key(rec.next_attempt, id));
         rec.attempts = rec.attempts.saturating_add(1);
         rec.next_attempt = to_ms(when);
+        if let Some(p) = prepared {
+            rec.payload = p.to_vec();
+            rec.prepared = true;
+        }
         tx.batch.insert(due, time_id_key(rec.next_attempt, id), []);
         tx.put(data, &key, &rec, what)?;
         tx.incr(counter, 1);
@@ -213,6 +236,7 @@ impl Store {
             .map(|(id, r)| MailItem {
                 id: MailId(id),
                 payload: r.payload,
+                prepared: r.prepared,
                 attempts: r.attempts,
                 first_queued: from_ms(r.first_queued),
                 next_attempt: from_ms(r.next_attempt),
@@ -229,6 +253,19 @@ impl Store {
     /// Returns whether it was queued.
     pub fn mail_retry_at(&self, id: MailId, when: SystemTime) -> Result<bool, StoreError> {
         self.q_retry(Q::Mail, id.0, when, names::MAIL_RETRIED)
+    }
+
+    /// Records a failed attempt, replaces the message with `delivery` (an
+    /// encoded delivery to the recipients still pending, marked prepared)
+    /// and makes it due again at `when`, in one batch. Returns whether it
+    /// was queued.
+    pub fn mail_retry_prepared(
+        &self,
+        id: MailId,
+        when: SystemTime,
+        delivery: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.q_retry_with(Q::Mail, id.0, when, names::MAIL_RETRIED, Some(delivery))
     }
 
     /// Drops a message without delivering it (counted). Returns whether it
@@ -260,6 +297,7 @@ impl Tx<'_> {
             attempts: 0,
             first_queued: now_ms,
             next_attempt: now_ms,
+            prepared: false,
         };
         self.put(data, &id.to_be_bytes(), &rec, what)?;
         self.batch.insert(due, time_id_key(now_ms, id), []);

@@ -237,6 +237,7 @@ impl Store {
                         attempts: 0,
                         first_queued: now_ms,
                         next_attempt: now_ms,
+                        prepared: false,
                     };
                     tx.put(&ks.outbound, &key, &rec, "outbound")?;
                     tx.batch

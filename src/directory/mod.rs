@@ -1,0 +1,232 @@
+//! The remailers this node knows: their addresses and published keys, used
+//! for dummy chains (and, later, pinger statistics and chain selection).
+//!
+//! Each known remailer comes from the configuration. Its
+//! `remailer-conf.txt` is read from a local file when one is configured,
+//! otherwise fetched from `<address>/remailer-conf.txt` over the transport
+//! and refreshed periodically. A conf is only used while it parses, its
+//! key ID matches its key, its address matches the configured one, and its
+//! key is valid today.
+
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use mimix_packet::{Hop, RemailerConf};
+use tracing::{debug, warn};
+
+use crate::config::KnownRemailer;
+use crate::transport::{ClientLimits, Dialer, fetch_conf};
+
+/// Why a remailer's conf could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// The local conf file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The conf is malformed or its key is not valid today.
+    #[error("remailer-conf of {name}: {source}")]
+    Conf {
+        /// The remailer's configured name.
+        name: String,
+        /// Why it was refused.
+        source: mimix_packet::ConfError,
+    },
+    /// The conf describes a different remailer than configured.
+    #[error("remailer-conf of {0} names another remailer or address")]
+    Mismatch(String),
+    /// Fetching the conf failed.
+    #[error("fetching the remailer-conf of {name}: {source}")]
+    Fetch {
+        /// The remailer's configured name.
+        name: String,
+        /// The transport error.
+        source: crate::transport::ClientError,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    known: KnownRemailer,
+    conf: Option<RemailerConf>,
+}
+
+/// The known remailers.
+#[derive(Debug, Default)]
+pub struct Directory {
+    peers: RwLock<Vec<Peer>>,
+}
+
+fn check(known: &KnownRemailer, text: &str, today: u64) -> Result<RemailerConf, DirectoryError> {
+    let conf = RemailerConf::parse_valid(text, today).map_err(|source| DirectoryError::Conf {
+        name: known.name.clone(),
+        source,
+    })?;
+    if conf.name != known.name
+        || conf.address.trim_end_matches('/') != known.address.trim_end_matches('/')
+    {
+        return Err(DirectoryError::Mismatch(known.name.clone()));
+    }
+    Ok(conf)
+}
+
+impl Directory {
+    /// A directory of the configured remailers, with local conf files read.
+    /// Remailers whose file cannot be used are kept (without a key) and
+    /// reported in the returned errors.
+    pub fn new(known: &[KnownRemailer], today: u64) -> (Self, Vec<DirectoryError>) {
+        let mut errors = Vec::new();
+        let peers = known
+            .iter()
+            .map(|k| {
+                let conf = k.conf.as_ref().and_then(|path| {
+                    let r = std::fs::read_to_string(path)
+                        .map_err(|source| DirectoryError::Read {
+                            path: path.clone(),
+                            source,
+                        })
+                        .and_then(|text| check(k, &text, today));
+                    r.map_err(|e| errors.push(e)).ok()
+                });
+                Peer {
+                    known: k.clone(),
+                    conf,
+                }
+            })
+            .collect();
+        (
+            Self {
+                peers: RwLock::new(peers),
+            },
+            errors,
+        )
+    }
+
+    /// Fetches the confs of remailers without a local file. Returns how many
+    /// remailers have a usable key afterwards.
+    pub async fn refresh(&self, dialer: &dyn Dialer, limits: &ClientLimits, today: u64) -> usize {
+        let todo: Vec<KnownRemailer> = self
+            .read()
+            .iter()
+            .filter(|p| p.known.conf.is_none())
+            .map(|p| p.known.clone())
+            .collect();
+        for k in todo {
+            let result = match fetch_conf(dialer, &k.address, limits).await {
+                Ok(text) => check(&k, &text, today),
+                Err(source) => Err(DirectoryError::Fetch {
+                    name: k.name.clone(),
+                    source,
+                }),
+            };
+            match result {
+                Ok(conf) => {
+                    debug!("fetched a remailer-conf");
+                    self.set(&k.name, Some(conf));
+                }
+                Err(e) => {
+                    warn!("{e}");
+                }
+            }
+        }
+        // Drop keys that expired since they were fetched.
+        let mut peers = self.write();
+        for p in peers.iter_mut() {
+            if p.conf
+                .as_ref()
+                .is_some_and(|c| c.check_valid(today).is_err())
+            {
+                p.conf = None;
+            }
+        }
+        peers.iter().filter(|p| p.conf.is_some()).count()
+    }
+
+    fn set(&self, name: &str, conf: Option<RemailerConf>) {
+        if let Some(p) = self.write().iter_mut().find(|p| p.known.name == name) {
+            p.conf = conf;
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Peer>> {
+        self.peers.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Peer>> {
+        self.peers.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every remailer with a key valid on `today`, as chain hops.
+    pub fn hops(&self, today: u64) -> Vec<Hop> {
+        self.read()
+            .iter()
+            .filter_map(|p| p.conf.as_ref())
+            .filter(|c| c.check_valid(today).is_ok())
+            .map(|c| Hop {
+                key: c.key.clone(),
+                address: c.address.clone(),
+            })
+            .collect()
+    }
+
+    /// Addresses of all configured remailers (for our published conf).
+    pub fn addresses(&self) -> Vec<String> {
+        self.read()
+            .iter()
+            .map(|p| p.known.address.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn vector_conf(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/vectors/remailers/{name}/remailer-conf.txt"))
+    }
+
+    #[test]
+    fn local_confs_are_checked() {
+        const DAY: u64 = 20786;
+        let known = vec![
+            KnownRemailer {
+                name: "alpha".into(),
+                address: "http://alpha.example.onion".into(),
+                conf: Some(vector_conf("alpha")),
+            },
+            // Wrong address for this conf.
+            KnownRemailer {
+                name: "beta".into(),
+                address: "http://other.example.onion".into(),
+                conf: Some(vector_conf("beta")),
+            },
+            KnownRemailer {
+                name: "gamma".into(),
+                address: "http://gamma.example.onion".into(),
+                conf: Some(PathBuf::from("/nonexistent/conf")),
+            },
+            KnownRemailer {
+                name: "delta".into(),
+                address: "http://delta.example.onion:8080".into(),
+                conf: Some(vector_conf("delta")),
+            },
+        ];
+        let (dir, errors) = Directory::new(&known, DAY);
+        assert_eq!(errors.len(), 2);
+        assert!(matches!(errors[0], DirectoryError::Mismatch(_)));
+        assert!(matches!(errors[1], DirectoryError::Read { .. }));
+        let hops = dir.hops(DAY);
+        assert_eq!(hops.len(), 2);
+        assert_eq!(hops[1].address, "http://delta.example.onion:8080");
+        // Keys expire.
+        assert!(dir.hops(DAY + 400).is_empty());
+        assert_eq!(dir.addresses().len(), 4);
+    }
+}

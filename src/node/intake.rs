@@ -1,0 +1,210 @@
+//! Receiving packets: the transport's [`Collector`].
+//!
+//! A submitted packet is dearmoured and peeled on the blocking pool (RSA is
+//! most of the work), every integrity check passing before its packet ID
+//! is looked at. Then the ID goes into the replay log and the peeled result
+//! into the pool in one durable batch; only after that batch is on disk
+//! does the transport answer 200. Concurrent submissions share one fsync
+//! (group commit): a single committer task takes whatever has queued up
+//! while the previous batch was being written.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use mimix_packet::{ExitType, Outcome, TimeWindow, dearmour, peel};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use super::Shared;
+use crate::store::{Accepted, Inbound, PoolItem};
+use crate::transport::{Collector, PeerUrl, Rejection};
+
+/// Most packets written in one batch.
+const MAX_BATCH: usize = 128;
+/// Packets waiting for the committer before the node answers 503.
+const COMMIT_QUEUE: usize = 1024;
+
+/// The committer's answer: accepted or a replay, or `Err` when the write
+/// failed (already logged).
+type Reply = oneshot::Sender<Result<Accepted, ()>>;
+
+/// The node's collector.
+pub struct Intake {
+    shared: Arc<Shared>,
+    commits: mpsc::Sender<(Inbound, Reply)>,
+    /// Peels running or waiting; beyond `max_peeling` the node is overloaded.
+    peeling: AtomicUsize,
+    max_peeling: usize,
+}
+
+impl Intake {
+    /// Starts the committer task and returns the collector.
+    pub(crate) fn start(shared: Arc<Shared>) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(COMMIT_QUEUE);
+        tokio::spawn(committer(shared.clone(), rx));
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Arc::new(Self {
+            shared,
+            commits: tx,
+            peeling: AtomicUsize::new(0),
+            max_peeling: cores * 32,
+        })
+    }
+
+    fn count(&self, name: &str) {
+        if let Err(e) = self.shared.store.incr(name, 1) {
+            warn!("counting {name}: {e}");
+        }
+    }
+
+    /// Peels on the blocking pool; returns the item to store, if any.
+    async fn peel(&self, armoured: String) -> Result<Option<([u8; 16], PoolItem)>, Rejection> {
+        let shared = self.shared.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let packet = dearmour(&armoured).map_err(|_| "armour")?;
+            let today = shared.clock.epoch_day();
+            let replay = &shared.config.replay;
+            let window = TimeWindow {
+                today,
+                max_age_days: replay.max_age_days(),
+                max_future_days: replay.max_future_days(),
+            };
+            let keys = shared.keys.read().unwrap_or_else(|e| e.into_inner());
+            peel(&packet, &*keys, &window, &mut rand::rng()).map_err(|e| e.reason())
+        })
+        .await
+        .map_err(|_| Rejection::Internal)?;
+        let peeled = match result {
+            Ok(p) => p,
+            Err(reason) => {
+                debug!(reason, "rejected a packet");
+                self.count(&format!("rejected_{reason}"));
+                return Err(Rejection::Invalid(reason));
+            }
+        };
+        match peeled.outcome {
+            Outcome::Forward { next_hop, packet } => {
+                let allowed = PeerUrl::parse(&next_hop)
+                    .and_then(|u| self.shared.dialer.policy().check(&u))
+                    .is_ok();
+                if !allowed {
+                    self.count("rejected_next_hop");
+                    return Err(Rejection::Invalid("next hop not allowed"));
+                }
+                Ok(Some((
+                    peeled.packet_id,
+                    PoolItem::Forward {
+                        next_hop,
+                        packet: packet.as_bytes().to_vec(),
+                    },
+                )))
+            }
+            Outcome::Exit(chunk) => {
+                if !self.shared.config.node.smtp_exit {
+                    // A middle node takes exit packets (the sender could not
+                    // know better) but cannot deliver them.
+                    match chunk.exit_type {
+                        ExitType::Dummy => self.count("exit_dummies_discarded"),
+                        ExitType::Smtp => self.count("exit_dropped_middle_node"),
+                    }
+                    return Ok(None);
+                }
+                Ok(Some((
+                    peeled.packet_id,
+                    PoolItem::Exit {
+                        msg_id: chunk.msg_id,
+                        chunk: chunk.chunk,
+                        chunks: chunk.chunks,
+                        exit_type: chunk.exit_type.byte(),
+                        payload: chunk.payload,
+                    },
+                )))
+            }
+        }
+    }
+}
+
+struct PeelSlot<'a>(&'a AtomicUsize);
+
+impl Drop for PeelSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Collector for Intake {
+    async fn submit(&self, armoured: String) -> Result<(), Rejection> {
+        if self.peeling.fetch_add(1, Ordering::SeqCst) >= self.max_peeling {
+            self.peeling.fetch_sub(1, Ordering::SeqCst);
+            self.count("rejected_overloaded");
+            return Err(Rejection::Overloaded);
+        }
+        let slot = PeelSlot(&self.peeling);
+        let peeled = self.peel(armoured).await;
+        drop(slot);
+        let Some((packet_id, item)) = peeled? else {
+            return Ok(());
+        };
+        let retention = self.shared.config.replay.retention;
+        let inbound = Inbound {
+            packet_id,
+            replay_expires: self.shared.clock.now() + retention,
+            item,
+        };
+        let (tx, rx) = oneshot::channel();
+        if self.commits.try_send((inbound, tx)).is_err() {
+            self.count("rejected_overloaded");
+            return Err(Rejection::Overloaded);
+        }
+        match rx.await {
+            Ok(Ok(Accepted::New(_))) => {
+                self.shared.inbound_dummies();
+                Ok(())
+            }
+            Ok(Ok(Accepted::Replay)) => Err(Rejection::Replay),
+            Ok(Err(())) | Err(_) => Err(Rejection::Internal),
+        }
+    }
+
+    fn remailer_conf(&self) -> String {
+        self.shared.conf_text()
+    }
+}
+
+/// Writes queued packets in batches, one fsync per batch.
+async fn committer(shared: Arc<Shared>, mut rx: mpsc::Receiver<(Inbound, Reply)>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (items, replies): (Vec<Inbound>, Vec<Reply>) = batch.into_iter().unzip();
+        let store = shared.store.clone();
+        let result = tokio::task::spawn_blocking(move || store.accept_batch(&items)).await;
+        match result {
+            Ok(Ok(accepted)) => {
+                for (reply, a) in replies.into_iter().zip(accepted) {
+                    let _ = reply.send(Ok(a));
+                }
+            }
+            Ok(Err(e)) => {
+                warn!("writing a batch of packets: {e}");
+                for reply in replies {
+                    let _ = reply.send(Err(()));
+                }
+                // Do not spin on a failing disk.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(_) => {
+                // The blocking task panicked; the replies are dropped and
+                // the submitters answer 500.
+            }
+        }
+    }
+}
