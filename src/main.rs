@@ -20,6 +20,8 @@ enum Cmd {
     Run(ConfigArgs),
     /// Print the node's counters and queue sizes.
     Status(ConfigArgs),
+    /// Run a four-node network on loopback and send a message through it.
+    Demo,
     /// Send a message (or a dummy) through a chain of remailers.
     Send(SendArgs),
     /// Offline packet tools: build and peel.
@@ -35,6 +37,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Init(a) => mimix::cli::node::init(a),
         Cmd::Run(a) => mimix::cli::node::run(a),
         Cmd::Status(a) => mimix::cli::node::status(a),
+        Cmd::Demo => mimix::cli::demo::run(),
         Cmd::Send(a) => mimix::cli::node::send(a),
         Cmd::Packet(c) => mimix::cli::packet::run(c),
         Cmd::Keygen(a) => mimix::cli::packet::keygen(a),

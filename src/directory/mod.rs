@@ -128,9 +128,8 @@ impl Directory {
                     debug!("fetched a remailer-conf");
                     self.set(&k.name, Some(conf));
                 }
-                Err(e) => {
-                    warn!("{e}");
-                }
+                Err(e @ DirectoryError::Fetch { .. }) => debug!("{e}"),
+                Err(e) => warn!("{e}"),
             }
         }
         // Drop keys that expired since they were fetched.
@@ -171,6 +170,11 @@ impl Directory {
                 address: c.address.clone(),
             })
             .collect()
+    }
+
+    /// Whether some remailer has no usable key yet.
+    pub fn incomplete(&self) -> bool {
+        self.read().iter().any(|p| p.conf.is_none())
     }
 
     /// Addresses of all configured remailers (for our published conf).

@@ -36,6 +36,10 @@ use crate::transport::{ClientLimits, Dialer, LoopbackDialer, ServerLimits};
 
 /// How often maintenance runs.
 const MAINTENANCE: Duration = Duration::from_secs(60);
+/// How often the directory is refreshed.
+const DIRECTORY_REFRESH: Duration = Duration::from_secs(600);
+/// How soon a missing remailer-conf is fetched again.
+const DIRECTORY_RETRY: Duration = Duration::from_secs(3);
 /// The status file `mimix status` reads while the node runs.
 pub const STATUS_FILE: &str = "status.json";
 
@@ -354,6 +358,7 @@ impl Node {
         tasks.push(tokio::spawn(pool_loop(shared.clone(), stop.clone())));
         tasks.push(tokio::spawn(outbound::run(shared.clone(), stop.clone())));
         tasks.push(tokio::spawn(maintenance(shared.clone(), stop.clone())));
+        tasks.push(tokio::spawn(directory_loop(shared.clone(), stop.clone())));
         if let Some(worker) = exit {
             tasks.push(tokio::spawn(exit::run(
                 shared.clone(),
@@ -442,6 +447,27 @@ async fn pool_loop(shared: Arc<Shared>, stop: CancellationToken) {
             Ok(Ok(summary)) => debug!(?summary, "pool round"),
             Ok(Err(e)) => warn!("pool round failed: {e}"),
             Err(_) => warn!("pool round failed: task panicked"),
+        }
+    }
+}
+
+/// Fetches the known remailers' confs: every few seconds while some are
+/// missing, then every [`DIRECTORY_REFRESH`].
+async fn directory_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let today = shared.clock.epoch_day();
+        shared
+            .directory
+            .refresh(&*shared.dialer, &shared.client_limits, today)
+            .await;
+        let wait = if shared.directory.incomplete() {
+            DIRECTORY_RETRY
+        } else {
+            DIRECTORY_REFRESH
+        };
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
