@@ -1,10 +1,12 @@
 //! Start a private Tor network on 127.0.0.1 and print its Arti network
 //! configuration as TOML.
 //!
-//! `cargo run -p mimix-tor --example testnet -- [AUTHORITIES RELAYS] [--wait]`
+//! `cargo run -p mimix-tor --example testnet -- [AUTHORITIES RELAYS] [--arti] [--wait]`
 //!
 //! Without `--wait` the network is stopped again as soon as it is ready
-//! (useful to time start-up); with it, it runs until Ctrl-C.
+//! (useful to time start-up); with it, it runs until Ctrl-C. `--arti` also
+//! bootstraps an Arti client on the network and prints its bootstrap time
+//! and this process's memory use.
 
 use std::time::Instant;
 
@@ -15,10 +17,22 @@ struct Printed<'a> {
     network: &'a mimix_tor::TorNetwork,
 }
 
+/// This process's resident and peak resident memory.
+fn memory() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let wait = args.iter().any(|a| a == "--wait");
+    let arti = args.iter().any(|a| a == "--arti");
     let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let mut config = TestNetConfig::default();
     if let [authorities, relays] = numbers[..] {
@@ -42,6 +56,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             network: net.network()
         })?
     );
+    let client_dir = tempfile::tempdir()?;
+    let _client = if arti {
+        let t = Instant::now();
+        let client = mimix_tor::TorTransport::start(
+            &client_dir.path().join("state"),
+            &client_dir.path().join("cache"),
+            net.network(),
+        )
+        .await?;
+        eprintln!("arti bootstrap {:.1?}; {}", t.elapsed(), memory());
+        Some(client)
+    } else {
+        None
+    };
     if wait {
         eprintln!("files in {}; Ctrl-C stops the network", net.dir().display());
         tokio::signal::ctrl_c().await?;

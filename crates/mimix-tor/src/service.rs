@@ -205,7 +205,7 @@ impl TorTransport {
         let (running, rend_requests) = launched
             .map_err(|e| TorError::Launch(e.to_string()))?
             .ok_or_else(|| TorError::Launch("the service is disabled".into()))?;
-        // The identity key now exists: check it before any client can use it.
+        // The identity key exists now: refuse to run with one others can read.
         check_key_permissions(self.state_dir())?;
         let address = running
             .onion_address()

@@ -19,6 +19,9 @@ use crate::{BoxedStream, TorError, TorNetwork};
 /// How long [`TorTransport::dial`] waits for a stream by default.
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long `start` waits for Arti's status to catch up with its bootstrap.
+const STATUS_LAG: Duration = Duration::from_secs(5);
+
 /// How far Arti has got joining the Tor network.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BootstrapProgress {
@@ -111,12 +114,9 @@ impl TorTransport {
             .config(config)
             .create_unbootstrapped()
             .map_err(TorError::Create)?;
-        let progress = Arc::new(progress);
         let progress_rx = progress.subscribe();
         let mut events = client.bootstrap_events();
-        let forward_to = Arc::clone(&progress);
         let progress_task = tokio::spawn(async move {
-            let progress = forward_to;
             let mut last_logged = None;
             while let Some(status) = events.next().await {
                 let p = BootstrapProgress::from_status(&status);
@@ -141,10 +141,15 @@ impl TorTransport {
             .bootstrap()
             .await
             .map_err(TorError::Bootstrap)?;
-        // The forwarding task may not have seen the last event yet.
-        progress.send_replace(BootstrapProgress::from_status(
-            &transport.client.bootstrap_status(),
-        ));
+        // Arti's status reports lag a little behind `bootstrap()`: give them
+        // a moment, so that a started transport reads as ready.
+        let mut ready = transport.progress.clone();
+        if tokio::time::timeout(STATUS_LAG, ready.wait_for(|p| p.ready))
+            .await
+            .is_err()
+        {
+            tracing::debug!("bootstrapped, but Arti's status does not say ready yet");
+        }
         Ok(transport)
     }
 
