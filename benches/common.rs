@@ -44,7 +44,13 @@ pub fn hop(key: &SecretKey, name: &str) -> Hop {
 pub fn packet_for(first: &SecretKey) -> Packet {
     let second = secret(4096);
     let msg = vec![b'm'; 4000];
-    build_message(&mut rng(), &[hop(first, "a"), hop(&second, "b")], ExitType::Smtp, &msg, DAY)
-        .unwrap()
-        .remove(0)
+    build_message(
+        &mut rng(),
+        &[hop(first, "a"), hop(&second, "b")],
+        ExitType::Smtp,
+        &msg,
+        DAY,
+    )
+    .unwrap()
+    .remove(0)
 }

@@ -37,8 +37,13 @@ fn main() {
     // once quickly then.
     let quick = !std::env::args().any(|a| a == "--bench");
     let rounds = if quick { 1 } else { ROUNDS };
-    println!("\nFull hop vs OpenSSL RSA private decrypt (OAEP), median of {rounds} alternating rounds");
-    println!("{:>9} {:>14} {:>14} {:>8}", "key", "openssl rsa", "mimix hop", "ratio");
+    println!(
+        "\nFull hop vs OpenSSL RSA private decrypt (OAEP), median of {rounds} alternating rounds"
+    );
+    println!(
+        "{:>9} {:>14} {:>14} {:>8}",
+        "key", "openssl rsa", "mimix hop", "ratio"
+    );
     for bits in [4096usize, 2048, 1024] {
         let key = secret(bits);
         let text = armour(&packet_for(&key));
@@ -57,7 +62,9 @@ fn main() {
         let (mut floor, mut hop) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             floor.push(per_op(iters, || {
-                let n = ossl.private_decrypt(black_box(&ct), &mut out, Padding::PKCS1_OAEP).unwrap();
+                let n = ossl
+                    .private_decrypt(black_box(&ct), &mut out, Padding::PKCS1_OAEP)
+                    .unwrap();
                 assert_eq!(n, 32);
             }));
             hop.push(per_op(iters, || {

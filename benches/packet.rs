@@ -42,7 +42,11 @@ fn peel_hop(c: &mut Criterion) {
 
 fn build(c: &mut Criterion) {
     let keys: Vec<_> = [4096usize, 4096, 4096].iter().map(|&b| secret(b)).collect();
-    let chain: Vec<_> = keys.iter().enumerate().map(|(i, k)| hop(k, &format!("h{i}"))).collect();
+    let chain: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| hop(k, &format!("h{i}")))
+        .collect();
     let msg = vec![b'm'; 4000];
     let mut r = rng();
     c.bench_function("build 3-hop rsa4096 packet", |b| {
@@ -54,7 +58,9 @@ fn armour_and_aes(c: &mut Criterion) {
     let p = packet_for(&secret(1024));
     let text = armour(&p);
     c.bench_function("armour 20480 bytes", |b| b.iter(|| armour(black_box(&p))));
-    c.bench_function("dearmour 20480 bytes", |b| b.iter(|| dearmour(black_box(&text)).unwrap()));
+    c.bench_function("dearmour 20480 bytes", |b| {
+        b.iter(|| dearmour(black_box(&text)).unwrap())
+    });
     let key = [7u8; 32];
     let iv = [9u8; 16];
     let mut buf = vec![0u8; 10240];
