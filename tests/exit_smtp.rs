@@ -1,12 +1,12 @@
 //! Exit delivery against a real, independent SMTP server: Python's
 //! `aiosmtpd` (Debian package `python3-aiosmtpd`), started per test on a
-//! free loopback port by `tests/support/smtp_sink.py`.
+//! free loopback port by `tests/support/smtp_sink.py` (see
+//! `tests/support/smtp.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -17,107 +17,7 @@ use mimix::exit::smtp::{FailureKind, SmtpMode};
 use mimix::exit::{Delivery, DeliveryResult, Exit, ExitConfig};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-
-/// The interpreter to run the sink with: `$MIMIX_TEST_PYTHON`, else the
-/// first of `python3`, `/usr/bin/python3` that can import aiosmtpd.
-fn python() -> String {
-    let mut candidates = Vec::new();
-    if let Ok(p) = std::env::var("MIMIX_TEST_PYTHON") {
-        candidates.push(p);
-    }
-    candidates.extend(["python3".to_owned(), "/usr/bin/python3".to_owned()]);
-    for p in &candidates {
-        let ok = Command::new(p)
-            .args(["-c", "import aiosmtpd"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return p.clone();
-        }
-    }
-    panic!("no python3 with aiosmtpd found (install python3-aiosmtpd)");
-}
-
-/// A running aiosmtpd, killed on drop (also when a test fails).
-struct SmtpSink {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-/// One message as the server stored it.
-struct Received {
-    mail_from: String,
-    rcpt_tos: Vec<String>,
-    helo: String,
-    content: Vec<u8>,
-}
-
-impl SmtpSink {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
-        let mut child = Command::new(python())
-            .arg(&script)
-            .arg(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        let read = BufReader::new(stdout).read_line(&mut line);
-        let mut sink = Self {
-            child,
-            port: 0,
-            dir,
-        };
-        read.unwrap();
-        sink.port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("bad port line {line:?}"));
-        sink
-    }
-
-    fn received(&self) -> Vec<Received> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-            .collect();
-        names.sort();
-        names
-            .into_iter()
-            .map(|eml| {
-                let meta: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(eml.with_extension("json")).unwrap())
-                        .unwrap();
-                let text = |k: &str| meta[k].as_str().unwrap().to_owned();
-                Received {
-                    mail_from: text("mail_from"),
-                    helo: text("helo"),
-                    rcpt_tos: meta["rcpt_tos"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|v| v.as_str().unwrap().to_owned())
-                        .collect(),
-                    content: std::fs::read(&eml).unwrap(),
-                }
-            })
-            .collect()
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::smtp::SmtpSink;
 
 fn config(port: u16) -> ExitConfig {
     let mut c = ExitConfig::default();

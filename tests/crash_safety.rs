@@ -1,0 +1,306 @@
+//! Crash safety of real `mimix run` processes: nodes SIGKILLed while
+//! packets flow lose nothing and process nothing twice; replays are
+//! refused across a restart; a tampered copy of a packet is refused
+//! without burning the genuine packet's ID.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use mimix_packet::layout::BODY_OFFSET;
+use mimix_packet::{armour, dearmour};
+use support::net::{Network, counter, post_packet, wait_until};
+use support::smtp::SmtpSink;
+
+/// Messages sent through the crashing network.
+const MESSAGES: usize = 30;
+/// Rounds of SIGKILL and restart.
+const ROUNDS: usize = 3;
+/// Pause between two submissions by the sender.
+const PACE: Duration = Duration::from_millis(150);
+/// Time allowed for all messages to be accepted, and then delivered.
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest time between the SMTP server storing a message and the exit
+/// recording the delivery, under load: a SIGKILL of the exit inside it is
+/// the one case where SMTP delivers a message again (the exit cannot know
+/// that the server has it).
+const HANDOFF_WINDOW: Duration = Duration::from_secs(2);
+
+/// Some bits that differ between runs, for markers and jitter.
+fn nonce() -> u64 {
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap();
+    t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+/// How a sender's submissions ended.
+#[derive(Debug, Default)]
+struct Sent {
+    ok: usize,
+    replay: usize,
+    failed_attempts: usize,
+}
+
+#[test]
+fn killed_nodes_lose_nothing_and_deliver_each_message_once() {
+    let started = Instant::now();
+    let sink = SmtpSink::start();
+    let mut net = Network::start(
+        &[("n1", false), ("n2", false), ("x", true)],
+        sink.port,
+        false,
+    );
+
+    // Build every packet once; a retry posts the same file again. Every
+    // fifth message is long enough for two packets.
+    let run = nonce();
+    let mut markers = Vec::new();
+    let mut bodies = Vec::new();
+    let mut packets = Vec::new();
+    for i in 0..MESSAGES {
+        let marker = format!("MARKER-{i:02}-{run:016x}");
+        let mut body = String::new();
+        if i % 5 == 4 {
+            for line in 0..300 {
+                body.push_str(&format!(
+                    "{i:02} filler line {line:03} of a two-chunk message\r\n"
+                ));
+            }
+        }
+        body.push_str(&format!("body {marker} end\r\n"));
+        let msg = net.root.path().join(format!("m{i}.eml"));
+        std::fs::write(
+            &msg,
+            format!("To: alice@example.org\r\nSubject: crash {i}\r\n\r\n{body}"),
+        )
+        .unwrap();
+        let files = net.build(
+            &["n1", "n2", "x"],
+            Some(&msg),
+            &net.root.path().join(format!("p{i}")),
+        );
+        assert_eq!(files.len(), if i % 5 == 4 { 2 } else { 1 });
+        for f in files {
+            packets.push(std::fs::read_to_string(f).unwrap());
+        }
+        markers.push(marker);
+        bodies.push(body);
+    }
+    let total = packets.len();
+    let entry = net.node("n1").port;
+
+    // The sender posts every packet until it is accepted (200, or 409 when
+    // a previous attempt was stored but its answer lost), while the main
+    // thread kills and restarts nodes.
+    let kills: Mutex<Vec<SystemTime>> = Mutex::new(Vec::new());
+    let sent = std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            let mut sent = Sent::default();
+            let mut pending: Vec<usize> = (0..total).collect();
+            let begun = Instant::now();
+            while !pending.is_empty() {
+                assert!(
+                    begun.elapsed() < TIMEOUT,
+                    "timed out after {TIMEOUT:?} submitting; {} packets never accepted",
+                    pending.len()
+                );
+                let mut again = Vec::new();
+                for i in pending {
+                    match post_packet(entry, &packets[i]) {
+                        Some((200, _)) => sent.ok += 1,
+                        Some((409, _)) => sent.replay += 1,
+                        None | Some((500..=599, _)) => {
+                            sent.failed_attempts += 1;
+                            again.push(i);
+                        }
+                        Some((status, body)) => {
+                            panic!("packet {i} refused with {status}: {body}")
+                        }
+                    }
+                    std::thread::sleep(PACE);
+                }
+                pending = again;
+            }
+            sent
+        });
+        let mut jitter = run;
+        for round in 0..ROUNDS {
+            jitter = jitter
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            std::thread::sleep(Duration::from_millis(700 + (jitter >> 33) % 600));
+            let mut victims = vec!["n2", "x"];
+            if round == 1 {
+                victims.push("n1");
+            }
+            kills.lock().unwrap().push(SystemTime::now());
+            for v in &victims {
+                net.node(v).kill();
+            }
+            std::thread::sleep(Duration::from_millis(300 + (jitter >> 40) % 500));
+            for v in &victims {
+                net.node(v).spawn();
+            }
+            for v in &victims {
+                net.node(v).wait_ready();
+            }
+        }
+        sender.join().unwrap()
+    });
+    assert_eq!(sent.ok + sent.replay, total);
+    let submitted = started.elapsed();
+
+    // Every marker arrives.
+    let deadline = Instant::now() + TIMEOUT;
+    wait_until(
+        TIMEOUT,
+        Duration::from_millis(200),
+        "all markers at the SMTP server",
+        || {
+            let got = sink.received();
+            markers
+                .iter()
+                .all(|m| got.iter().any(|r| contains(&r.content, m)))
+                .then_some(())
+        },
+    );
+    let delivered = started.elapsed();
+
+    // Then let every queue drain: stop the nodes, read their stores, run
+    // them a little longer while anything is left.
+    let statuses = loop {
+        let statuses: BTreeMap<String, serde_json::Value> = ["n1", "n2", "x"]
+            .iter()
+            .map(|n| (n.to_string(), net.node(n).stopped_status()))
+            .collect();
+        let idle = statuses
+            .values()
+            .all(|s| s["pool"] == 0 && s["outbound"] == 0 && s["mail"] == 0 && s["partials"] == 0);
+        if idle {
+            break statuses;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "queues not empty after {TIMEOUT:?}: {statuses:?}"
+        );
+        for n in ["n1", "n2", "x"] {
+            net.node(n).start();
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+
+    // Exactly once at every hop.
+    let (n1, n2, x) = (&statuses["n1"], &statuses["n2"], &statuses["x"]);
+    assert_eq!(counter(n1, "packets_accepted"), total as u64, "n1: {n1}");
+    assert_eq!(
+        counter(n1, "packets_replayed"),
+        sent.replay as u64,
+        "n1: {n1}"
+    );
+    assert_eq!(counter(n2, "packets_accepted"), total as u64, "n2: {n2}");
+    assert_eq!(counter(x, "packets_accepted"), total as u64, "x: {x}");
+    assert_eq!(counter(x, "chunks_duplicate"), 0, "x: {x}");
+    assert_eq!(counter(x, "mail_queued"), MESSAGES as u64, "x: {x}");
+    assert_eq!(counter(x, "mail_delivered"), MESSAGES as u64, "x: {x}");
+    assert_eq!(counter(x, "mail_dropped"), 0, "x: {x}");
+
+    // Exactly once at the SMTP server, but for a message whose SMTP
+    // hand-off a SIGKILL of the exit interrupted: the exit sends that one
+    // again (at-least-once; the alternative would lose mail).
+    let got = sink.received_with_times();
+    let kills = kills.into_inner().unwrap();
+    let mut extra = 0;
+    for (m, body) in markers.iter().zip(&bodies) {
+        let copies: Vec<SystemTime> = got
+            .iter()
+            .filter(|(r, _)| contains(&r.content, m))
+            .inspect(|(r, _)| assert_eq!(String::from_utf8_lossy(r.body()), *body))
+            .map(|(_, t)| *t)
+            .collect();
+        assert!(!copies.is_empty(), "{m} was lost");
+        if copies.len() > 1 {
+            let first = copies.iter().min().unwrap();
+            let explained = kills
+                .iter()
+                .any(|k| k.duration_since(*first).is_ok_and(|d| d <= HANDOFF_WINDOW));
+            assert!(
+                copies.len() == 2 && explained,
+                "{m} delivered {} times, not explained by a SIGKILL of the exit during \
+                 its SMTP hand-off (kills at {kills:?}, copies at {copies:?})",
+                copies.len()
+            );
+            extra += 1;
+            eprintln!(
+                "crash_safety: {m} delivered twice: the exit was killed during its SMTP hand-off"
+            );
+        }
+    }
+    assert_eq!(
+        got.len(),
+        MESSAGES + extra,
+        "nothing but the markers was delivered"
+    );
+    eprintln!(
+        "crash_safety: {MESSAGES} messages in {total} packets, {ROUNDS} kill rounds; sender: {} accepted with 200, \
+         {} with 409, {} failed attempts retried; n2 refused {} replays, the exit {}; \
+         submitted after {submitted:.1?}, all delivered after {delivered:.1?}, whole test {:.1?}",
+        sent.ok,
+        sent.replay,
+        sent.failed_attempts,
+        counter(n2, "packets_replayed"),
+        counter(x, "packets_replayed"),
+        started.elapsed()
+    );
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn replays_after_a_restart_and_tampered_copies_are_refused() {
+    // No exit: the SMTP port is never used.
+    let mut net = Network::start(&[("n1", false), ("n2", false)], 9, false);
+    let dir = net.root.path().to_owned();
+    let first = read(net.build(&["n1", "n2"], None, &dir.join("a")));
+    let entry = net.node("n1").port;
+    assert_eq!(post_packet(entry, &first).unwrap().0, 200);
+
+    // The replay log survives a crash of the entry.
+    net.node("n1").kill();
+    net.node("n1").start();
+    let (status, body) = post_packet(entry, &first).unwrap();
+    assert_eq!((status, body.trim()), (409, "Packet already received"));
+
+    // A copy with one flipped body bit fails the anti-tagging check, one
+    // with a flipped header bit the header digest; neither burns the ID.
+    let genuine = read(net.build(&["n1", "n2"], None, &dir.join("b")));
+    for (offset, reason) in [(BODY_OFFSET + 4321, "antitag"), (700, "header_digest")] {
+        let mut p = dearmour(&genuine).unwrap();
+        p.as_bytes_mut()[offset] ^= 0x20;
+        let (status, body) = post_packet(entry, &armour(&p)).unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body.trim(), format!("Invalid submission: {reason}"));
+    }
+    assert_eq!(post_packet(entry, &genuine).unwrap().0, 200);
+    assert_eq!(post_packet(entry, &genuine).unwrap().0, 409);
+
+    let s = net.node("n1").stopped_status();
+    assert_eq!(counter(&s, "packets_accepted"), 2, "{s}");
+    assert_eq!(counter(&s, "packets_replayed"), 2, "{s}");
+    assert_eq!(counter(&s, "rejected_antitag"), 1, "{s}");
+    assert_eq!(counter(&s, "rejected_header_digest"), 1, "{s}");
+}
+
+fn read(files: Vec<PathBuf>) -> String {
+    assert_eq!(files.len(), 1);
+    std::fs::read_to_string(&files[0]).unwrap()
+}

@@ -1,0 +1,219 @@
+//! Four `mimix run` processes on loopback: messages cross a three-hop
+//! chain (two middle nodes and the exit) and the exit delivers them to a
+//! real SMTP server (aiosmtpd); dummies are discarded and counted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use support::net::{EXIT_FROM, Network, counter};
+use support::smtp::{Received, SmtpSink};
+
+/// Time allowed for the messages to arrive.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A body with awkward bytes: dot-leading lines (SMTP dot-stuffing), a
+/// lone dot, blank lines, UTF-8, trailing white space.
+const SHORT_BODY: &str = "Hello through three remailers,\r\n\
+.a line starting with a dot\r\n\
+..two dots\r\n\
+.\r\n\
+\r\n\
+caf\u{e9} \t trailing white space \r\n\
+-- \r\n\
+last line\r\n";
+
+/// A body of about 25 KB (three packets), each line numbered so that a
+/// lost, repeated or reordered chunk shows.
+fn long_body() -> String {
+    let mut body = String::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut line = 0;
+    while body.len() < 25_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        line += 1;
+        let dot = if line % 50 == 0 { "." } else { "" };
+        writeln!(
+            body,
+            "{dot}line {line:04} {x:016x} {:016x}\r",
+            x.rotate_left(29)
+        )
+        .unwrap();
+    }
+    body
+}
+
+fn message(subject: &str, body: &str) -> String {
+    format!(
+        "From: Real Name <real.sender@home.example>\r\n\
+To: Alice <alice@example.org>\r\n\
+Subject: {subject}\r\n\
+X-Mailer: Identifying Client 1.0\r\n\
+Received: from laptop.home.example (192.0.2.7)\r\n\
+Message-ID: <leak-123@laptop.home.example>\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+{body}"
+    )
+}
+
+fn by_subject<'a>(got: &'a [Received], subject: &str) -> &'a Received {
+    let line = format!("\r\nSubject: {subject}\r\n");
+    let found: Vec<&Received> = got.iter().filter(|m| m.head().contains(&line)).collect();
+    assert_eq!(found.len(), 1, "messages with subject {subject:?}");
+    found[0]
+}
+
+fn assert_policed(m: &Received, subject: &str) {
+    let head = m.head();
+    assert!(
+        head.starts_with(&format!("From: {EXIT_FROM}\r\n")),
+        "the operator's From replaces the sender's:\n{head}"
+    );
+    assert!(
+        head.contains("\r\nTo: Alice <alice@example.org>\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("\r\nSubject: {subject}\r\n")),
+        "{head}"
+    );
+    assert!(
+        head.contains("\r\nComments: "),
+        "a Comments header:\n{head}"
+    );
+    assert!(head.contains("\r\nDate: "), "{head}");
+    assert!(
+        head.contains("@mix.example>\r\n"),
+        "own Message-ID:\n{head}"
+    );
+    for gone in [
+        "real.sender",
+        "home.example",
+        "X-Mailer",
+        "Identifying Client",
+        "Received",
+        "192.0.2.7",
+        "leak-123",
+    ] {
+        assert!(
+            !head.contains(gone),
+            "{gone:?} reached the recipient:\n{head}"
+        );
+    }
+    assert_eq!(m.mail_from, "remailer@mix.example");
+    assert_eq!(m.rcpt_tos, ["alice@example.org"]);
+}
+
+#[test]
+fn messages_cross_three_hops_and_dummies_are_discarded() {
+    let started = Instant::now();
+    let sink = SmtpSink::start();
+    let mut net = Network::start(
+        &[("n1", false), ("n2", false), ("n3", false), ("n4", true)],
+        sink.port,
+        false,
+    );
+    let up = started.elapsed();
+
+    let long = long_body();
+    let dir = net.root.path().to_owned();
+    let short_file = dir.join("short.eml");
+    let long_file = dir.join("long.eml");
+    std::fs::write(&short_file, message("short one", SHORT_BODY)).unwrap();
+    std::fs::write(&long_file, message("long one", &long)).unwrap();
+
+    // Dummies first: one ending at the exit, one at a middle node that no
+    // message passes through.
+    assert_eq!(net.send(&["n1", "n2", "n4"], None)["packets"], 1);
+    assert_eq!(net.send(&["n2", "n3"], None)["packets"], 1);
+    assert_eq!(
+        net.send(&["n1", "n2", "n4"], Some(&short_file))["packets"],
+        1
+    );
+    assert_eq!(
+        net.send(&["n2", "n1", "n4"], Some(&long_file))["packets"],
+        3
+    );
+
+    let got = sink.wait_for(2, DELIVERY_TIMEOUT);
+    let delivered = started.elapsed();
+
+    let short = by_subject(&got, "short one");
+    assert_policed(short, "short one");
+    assert_eq!(
+        String::from_utf8_lossy(short.body()),
+        SHORT_BODY,
+        "the body arrives byte for byte"
+    );
+    let long_got = by_subject(&got, "long one");
+    assert_policed(long_got, "long one");
+    assert!(
+        long.len() > 2 * 10_240,
+        "the long message needs three packets"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(long_got.body()),
+        long,
+        "three chunks reassembled byte for byte"
+    );
+
+    // The dummy to the exit is discarded there, the other one at n3.
+    let exit = net.node("n4");
+    let status = wait_counter(exit, "exit_dummies_discarded", 1);
+    assert_eq!(counter(&status, "exit_dummies_discarded"), 1);
+    assert_eq!(counter(&status, "mail_delivered"), 2);
+    assert_eq!(counter(&status, "mail_queued"), 2);
+    assert_eq!(counter(&status, "packets_accepted"), 5);
+    assert_eq!(
+        counter(&status, "chunks_stored"),
+        2,
+        "the third chunk completes the set"
+    );
+    assert_eq!(status["mail"], 0);
+    assert_eq!(status["partials"], 0);
+    let n3 = net.node("n3");
+    let status = wait_counter(n3, "exit_dummies_discarded", 1);
+    assert_eq!(counter(&status, "exit_dummies_discarded"), 1);
+    assert_eq!(counter(&status, "exit_dropped_middle_node"), 0);
+    for name in ["n1", "n2"] {
+        let s = net.node(name).stopped_status();
+        assert_eq!(counter(&s, "exit_dummies_discarded"), 0, "{name}");
+        assert_eq!(
+            (s["pool"].clone(), s["outbound"].clone()),
+            (0.into(), 0.into())
+        );
+    }
+    assert_eq!(sink.received().len(), 2, "nothing else was delivered");
+    eprintln!(
+        "multi_node: network up in {:.1?}, both messages delivered after {:.1?}, \
+         whole test {:.1?}",
+        up,
+        delivered,
+        started.elapsed()
+    );
+}
+
+/// Stops `node` and reads its counters; while `name` is below `want`, runs
+/// it a little longer (its pool may still hold the packet).
+fn wait_counter(node: &mut support::net::NodeProc, name: &str, want: u64) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let status = node.stopped_status();
+        if counter(&status, name) >= want {
+            return status;
+        }
+        assert!(
+            start.elapsed() < DELIVERY_TIMEOUT,
+            "timed out after {DELIVERY_TIMEOUT:?} waiting for {name} >= {want} on {}: {status}",
+            node.name
+        );
+        node.start();
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+}

@@ -1,0 +1,467 @@
+//! A network of real `mimix run` processes on loopback (the insecure
+//! direct transport), each on a free port with its own data directory in a
+//! temporary directory. Every process is killed when its [`NodeProc`] is
+//! dropped, also when a test fails; its log is then printed.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use mimix::transport::form::encode_packet_form;
+
+/// The `mimix` binary under test.
+pub const MIMIX: &str = env!("CARGO_BIN_EXE_mimix");
+
+/// How long a node gets to start or stop.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The operator's From: of the exit nodes.
+pub const EXIT_FROM: &str = "Anonymous Test Remailer <remailer@mix.example>";
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Calls `f` every `every` until it returns `Some`; panics after `timeout`
+/// naming `what`.
+pub fn wait_until<T>(
+    timeout: Duration,
+    every: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(every);
+    }
+}
+
+/// One HTTP/1.1 exchange with 127.0.0.1:`port` on a fresh connection.
+/// Returns the status and body, or `None` if the connection failed.
+pub fn http(port: u16, request: &[u8]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(30))).ok()?;
+    s.write_all(request).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// `GET /remailer-conf.txt`: the body if the answer is 200.
+pub fn get_conf(port: u16) -> Option<String> {
+    let req = format!(
+        "GET /remailer-conf.txt HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    );
+    match http(port, req.as_bytes())? {
+        (200, body) => Some(body),
+        _ => None,
+    }
+}
+
+/// Posts an armoured packet as the reference sender does; returns the
+/// status and body, or `None` if the connection failed.
+pub fn post_packet(port: u16, armoured: &str) -> Option<(u16, String)> {
+    let body = encode_packet_form(armoured);
+    let req = format!(
+        "POST /collector.py/msg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    http(port, req.as_bytes())
+}
+
+/// Runs `mimix` with `args` to completion.
+pub fn mimix(args: &[&str]) -> Output {
+    Command::new(MIMIX)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// One node: its config, its log, and the process while it runs.
+pub struct NodeProc {
+    /// The remailer's name.
+    pub name: String,
+    /// Its HTTP port on 127.0.0.1.
+    pub port: u16,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts `mimix run` (its stderr appended to the log) without waiting.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(MIMIX)
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// Waits until the node serves its remailer-conf.
+    pub fn wait_ready(&mut self) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(conf) = get_conf(self.port) {
+                return conf;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!(
+                    "node {} exited with {status} while starting:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            assert!(
+                start.elapsed() < START_TIMEOUT,
+                "timed out after {START_TIMEOUT:?} waiting for node {} to serve its conf:\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the node and waits until it serves its remailer-conf.
+    pub fn start(&mut self) -> String {
+        self.spawn();
+        self.wait_ready()
+    }
+
+    /// SIGKILL: the node dies at once, wherever it is.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit (SIGKILL and a panic after
+    /// [`START_TIMEOUT`]).
+    pub fn terminate(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {} failed", c.id());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "node {} exited with {status} after SIGTERM:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+                return;
+            }
+            if start.elapsed() > START_TIMEOUT {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!(
+                    "node {} did not stop within {START_TIMEOUT:?} of SIGTERM:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process runs.
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// `mimix status` as JSON (exact counters when the node is stopped).
+    pub fn status(&self) -> serde_json::Value {
+        let config = self.config.to_str().unwrap();
+        let out = mimix(&["status", "--config", config]);
+        assert!(
+            out.status.success(),
+            "mimix status for {} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Stops the node (SIGTERM) and reads its status from the store.
+    pub fn stopped_status(&mut self) -> serde_json::Value {
+        self.terminate();
+        let s = self.status();
+        assert_eq!(
+            s["running"], false,
+            "status of {} read from the store",
+            self.name
+        );
+        s
+    }
+
+    /// The node's log so far (its last 100 lines).
+    pub fn log_text(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(100)..].join("\n")
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- log of node {} ---\n{}", self.name, self.log_text());
+        }
+    }
+}
+
+/// A counter from a status document (0 when absent).
+pub fn counter(status: &serde_json::Value, name: &str) -> u64 {
+    status["counters"][name].as_u64().unwrap_or(0)
+}
+
+/// Node roles of a network: name and whether it is an exit.
+pub type Role<'a> = (&'a str, bool);
+
+/// A network of nodes, their remailer-confs as files, and a directory for
+/// the test's own files. Dropping it kills every node.
+pub struct Network {
+    /// The nodes, in the order given.
+    pub nodes: Vec<NodeProc>,
+    /// The temporary directory holding everything.
+    pub root: tempfile::TempDir,
+}
+
+impl Network {
+    /// Writes the configs of `roles` (exits delivering to 127.0.0.1:
+    /// `smtp_port`; nodes making dummies if `dummies`) and starts every node.
+    pub fn start(roles: &[Role<'_>], smtp_port: u16, dummies: bool) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = roles.iter().map(|_| free_port()).collect();
+        let directory: Vec<String> = roles
+            .iter()
+            .zip(&ports)
+            .map(|((name, _), port)| {
+                format!("{{ name = \"{name}\", address = \"http://127.0.0.1:{port}\" }}")
+            })
+            .collect();
+        let directory = directory.join(", ");
+        let mut nodes = Vec::new();
+        for ((name, exit), port) in roles.iter().zip(&ports) {
+            let data_dir = root.path().join(name);
+            let config = root.path().join(format!("{name}.toml"));
+            let text = node_config(
+                name, &data_dir, *port, *exit, smtp_port, &directory, dummies,
+            );
+            fs::write(&config, text).unwrap();
+            nodes.push(NodeProc {
+                name: (*name).to_owned(),
+                port: *port,
+                config,
+                data_dir,
+                log: root.path().join(format!("{name}.log")),
+                child: None,
+            });
+        }
+        let mut net = Self { nodes, root };
+        for n in &mut net.nodes {
+            n.spawn();
+        }
+        for n in &mut net.nodes {
+            n.wait_ready();
+        }
+        net.save_confs();
+        net
+    }
+
+    /// Fetches every node's current remailer-conf into `<root>/<name>.conf`.
+    pub fn save_confs(&self) {
+        for n in &self.nodes {
+            let conf = get_conf(n.port)
+                .unwrap_or_else(|| panic!("node {} does not serve its conf", n.name));
+            fs::write(self.conf_path(&n.name), conf).unwrap();
+        }
+    }
+
+    fn conf_path(&self, name: &str) -> PathBuf {
+        self.root.path().join(format!("{name}.conf"))
+    }
+
+    /// The node called `name`.
+    pub fn node(&mut self, name: &str) -> &mut NodeProc {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    /// `--conf` arguments for every node.
+    fn conf_args(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .flat_map(|n| {
+                [
+                    "--conf".to_owned(),
+                    self.conf_path(&n.name).display().to_string(),
+                ]
+            })
+            .collect()
+    }
+
+    /// `mimix send --insecure-direct` of a message file (or a dummy when
+    /// `None`) through `chain`; returns its JSON answer, panicking on failure.
+    pub fn send(&self, chain: &[&str], message: Option<&Path>) -> serde_json::Value {
+        let mut args = vec!["send".to_owned(), "--insecure-direct".to_owned()];
+        args.extend(self.conf_args());
+        args.push("--chain".into());
+        args.push(chain.join(","));
+        match message {
+            Some(m) => args.extend(["--message".to_owned(), m.display().to_string()]),
+            None => args.push("--dummy".into()),
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = mimix(&args);
+        assert!(
+            out.status.success(),
+            "mimix send through {chain:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `mimix packet build` of a message (or a dummy) through `chain` into
+    /// `out`; returns the packet files.
+    pub fn build(&self, chain: &[&str], message: Option<&Path>, out: &Path) -> Vec<PathBuf> {
+        let mut args = vec!["packet".to_owned(), "build".to_owned()];
+        args.extend(self.conf_args());
+        args.push("--chain".into());
+        args.push(chain.join(","));
+        match message {
+            Some(m) => args.extend(["--message".to_owned(), m.display().to_string()]),
+            None => args.push("--dummy".into()),
+        }
+        args.extend(["--out".to_owned(), out.display().to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = mimix(&args);
+        assert!(
+            out.status.success(),
+            "mimix packet build through {chain:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        answer["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| PathBuf::from(f.as_str().unwrap()))
+            .collect()
+    }
+}
+
+/// A node's config: the direct transport, 1 s pool rounds releasing
+/// everything, 2048-bit keys, fast retries.
+fn node_config(
+    name: &str,
+    data_dir: &Path,
+    port: u16,
+    exit: bool,
+    smtp_port: u16,
+    directory: &str,
+    dummies: bool,
+) -> String {
+    format!(
+        r#"config_version = 1
+
+[node]
+name = "{name}"
+data_dir = "{data_dir}"
+smtp_exit = {exit}
+log = "info"
+
+[transport]
+kind = "direct"
+listen = "127.0.0.1:{port}"
+connect_timeout = "5s"
+request_timeout = "20s"
+
+[pool]
+interval = "1s"
+min = 0
+rate = 1.0
+
+[dummies]
+enabled = {dummies}
+
+[keys]
+bits = 2048
+
+[outbound]
+retry_initial = "1s"
+retry_max = "2s"
+
+[exit.policy]
+from = "{EXIT_FROM}"
+
+[exit.smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+connect_timeout = "5s"
+command_timeout = "10s"
+session_timeout = "20s"
+
+[exit.retry]
+initial = "1s"
+max = "2s"
+
+[directory]
+remailers = [ {directory} ]
+"#,
+        data_dir = data_dir.display(),
+    )
+}
