@@ -5,12 +5,14 @@
 //! [`PER_PEER`] per next hop, so one dead next hop never holds up the
 //! others. A failed post is retried with exponential backoff (with
 //! jitter) until `give_up_after` has passed since the packet was queued;
-//! a peer that refuses the packet (4xx) is not asked again.
+//! a peer that refuses the packet (4xx) is not asked again. A 409 means the
+//! peer already has it: delivered.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use hyper::StatusCode;
 use mimix_packet::{Packet, armour};
 use rand::RngExt;
 use tokio::sync::Semaphore;
@@ -19,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::Shared;
 use crate::store::{OutboundId, OutboundItem};
-use crate::transport::post_packet;
+use crate::transport::{ClientError, post_packet};
 
 /// Most posts in flight to one next hop.
 pub const PER_PEER: usize = 2;
@@ -118,6 +120,12 @@ async fn deliver(shared: &Shared, item: OutboundItem) {
             .await
             {
                 Ok(()) => Next::Delivered,
+                // 409: the next hop already has the packet (we crashed
+                // between its 200 and our record of it).
+                Err(ClientError::Rejected { status, .. }) if status == StatusCode::CONFLICT => {
+                    debug!("next hop already has the packet");
+                    Next::Delivered
+                }
                 Err(e) if e.is_retryable() => {
                     let now = shared.clock.now();
                     let queued_for = now.duration_since(item.first_queued).unwrap_or_default();
