@@ -204,6 +204,14 @@ fn killed_nodes_lose_nothing_and_deliver_each_message_once() {
         "n1: {n1}"
     );
     assert_eq!(counter(n2, "packets_accepted"), total as u64, "n2: {n2}");
+    for (name, s) in [("n1", n1), ("n2", n2)] {
+        assert_eq!(
+            counter(s, "outbound_delivered"),
+            total as u64,
+            "{name}: {s}"
+        );
+        assert_eq!(counter(s, "outbound_given_up"), 0, "{name}: {s}");
+    }
     assert_eq!(counter(x, "packets_accepted"), total as u64, "x: {x}");
     assert_eq!(counter(x, "chunks_duplicate"), 0, "x: {x}");
     assert_eq!(counter(x, "mail_queued"), MESSAGES as u64, "x: {x}");
@@ -293,11 +301,63 @@ fn replays_after_a_restart_and_tampered_copies_are_refused() {
     assert_eq!(post_packet(entry, &genuine).unwrap().0, 200);
     assert_eq!(post_packet(entry, &genuine).unwrap().0, 409);
 
-    let s = net.node("n1").stopped_status();
-    assert_eq!(counter(&s, "packets_accepted"), 2, "{s}");
+    // A next hop that already has a packet (as after a crash between its
+    // 200 and our record of it) answers 409: that counts as delivered. The
+    // copy n2 gets first is peeled offline with n1's key.
+    let third = net.build(&["n1", "n2", "n1"], None, &dir.join("c"));
+    let key = std::fs::read_dir(net.node("n1").data_dir.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pem"))
+        .unwrap();
+    let next = dir.join("c-next.txt");
+    let peeled = support::net::mimix(&[
+        "packet",
+        "peel",
+        "--key",
+        key.to_str().unwrap(),
+        "--next",
+        next.to_str().unwrap(),
+        third[0].to_str().unwrap(),
+    ]);
+    assert!(peeled.status.success(), "{peeled:?}");
+    let n2 = net.node("n2").port;
+    let next = std::fs::read_to_string(&next).unwrap();
+    assert_eq!(post_packet(n2, &next).unwrap().0, 200);
+    assert_eq!(post_packet(entry, &read(third)).unwrap().0, 200);
+
+    let s = wait_drained(net.node("n1"));
+    assert_eq!(counter(&s, "packets_accepted"), 3, "{s}");
     assert_eq!(counter(&s, "packets_replayed"), 2, "{s}");
     assert_eq!(counter(&s, "rejected_antitag"), 1, "{s}");
     assert_eq!(counter(&s, "rejected_header_digest"), 1, "{s}");
+    assert_eq!(counter(&s, "outbound_delivered"), 3, "{s}");
+    assert_eq!(counter(&s, "outbound_given_up"), 0, "{s}");
+    // n2 is the last hop of the first two dummies, and a middle hop of the
+    // third, which it took from us first and refused from n1.
+    let s = net.node("n2").stopped_status();
+    assert_eq!(counter(&s, "exit_dummies_discarded"), 2, "{s}");
+    assert_eq!(counter(&s, "packets_accepted"), 1, "{s}");
+    assert_eq!(counter(&s, "packets_replayed"), 1, "{s}");
+}
+
+/// Stops `node`; while its pool or outbound queue is not empty, runs it a
+/// little longer. Returns its final status.
+fn wait_drained(node: &mut support::net::NodeProc) -> serde_json::Value {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let s = node.stopped_status();
+        if s["pool"] == 0 && s["outbound"] == 0 {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} still has queued packets after {TIMEOUT:?}: {s}",
+            node.name
+        );
+        node.start();
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 fn read(files: Vec<PathBuf>) -> String {
