@@ -6,7 +6,8 @@
 //! into the pool in one durable batch; only after that batch is on disk
 //! does the transport answer 200. Concurrent submissions share one fsync
 //! (group commit): a single committer task takes whatever has queued up
-//! while the previous batch was being written.
+//! while the previous batch was being written. An exit packet reaching a
+//! middle node is discarded, its ID logged all the same.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,8 +61,9 @@ impl Intake {
         }
     }
 
-    /// Peels on the blocking pool; returns the item to store, if any.
-    async fn peel(&self, armoured: String) -> Result<Option<([u8; 16], PoolItem)>, Rejection> {
+    /// Peels on the blocking pool; returns the packet ID and the item to
+    /// store, or the counter of a discarded packet.
+    async fn peel(&self, armoured: String) -> Result<([u8; 16], Peeled), Rejection> {
         let shared = self.shared.clone();
         let result = tokio::task::spawn_blocking(move || {
             let packet = dearmour(&armoured).map_err(|_| "armour")?;
@@ -94,35 +96,70 @@ impl Intake {
                     self.count("rejected_next_hop");
                     return Err(Rejection::Invalid("next hop not allowed"));
                 }
-                Ok(Some((
+                Ok((
                     peeled.packet_id,
-                    PoolItem::Forward {
+                    Peeled::Pool(PoolItem::Forward {
                         next_hop,
                         packet: packet.as_bytes().to_vec(),
-                    },
-                )))
+                    }),
+                ))
             }
             Outcome::Exit(chunk) => {
                 if !self.shared.config.node.smtp_exit {
                     // A middle node takes exit packets (the sender could not
                     // know better) but cannot deliver them.
-                    match chunk.exit_type {
-                        ExitType::Dummy => self.count("exit_dummies_discarded"),
-                        ExitType::Smtp => self.count("exit_dropped_middle_node"),
-                    }
-                    return Ok(None);
+                    let counter = match chunk.exit_type {
+                        ExitType::Dummy => "exit_dummies_discarded",
+                        ExitType::Smtp => "exit_dropped_middle_node",
+                    };
+                    return Ok((peeled.packet_id, Peeled::Discard(counter)));
                 }
-                Ok(Some((
+                Ok((
                     peeled.packet_id,
-                    PoolItem::Exit {
+                    Peeled::Pool(PoolItem::Exit {
                         msg_id: chunk.msg_id,
                         chunk: chunk.chunk,
                         chunks: chunk.chunks,
                         exit_type: chunk.exit_type.byte(),
                         payload: chunk.payload,
-                    },
-                )))
+                    }),
+                ))
             }
+        }
+    }
+}
+
+/// What a peeled packet becomes.
+enum Peeled {
+    /// An item for the pool.
+    Pool(PoolItem),
+    /// Nothing but its ID in the replay log, counted under this name.
+    Discard(&'static str),
+}
+
+impl Intake {
+    /// Logs the ID of a packet that is discarded: a replay of it is
+    /// refused like any other, so replaying cannot tell a discarded packet
+    /// (a dummy ending here) from a forwarded one.
+    async fn discard(
+        &self,
+        packet_id: [u8; 16],
+        replay_expires: std::time::SystemTime,
+        counter: &'static str,
+    ) -> Result<(), Rejection> {
+        let store = self.shared.store.clone();
+        let logged = tokio::task::spawn_blocking(move || {
+            store.log_packet_id(&packet_id, replay_expires, counter)
+        })
+        .await;
+        match logged {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(Rejection::Replay),
+            Ok(Err(e)) => {
+                warn!("logging a packet ID: {e}");
+                Err(Rejection::Internal)
+            }
+            Err(_) => Err(Rejection::Internal),
         }
     }
 }
@@ -145,13 +182,17 @@ impl Collector for Intake {
         let slot = PeelSlot(&self.peeling);
         let peeled = self.peel(armoured).await;
         drop(slot);
-        let Some((packet_id, item)) = peeled? else {
-            return Ok(());
+        let (packet_id, peeled) = peeled?;
+        let replay_expires = self.shared.clock.now() + self.shared.config.replay.retention;
+        let item = match peeled {
+            Peeled::Pool(item) => item,
+            Peeled::Discard(counter) => {
+                return self.discard(packet_id, replay_expires, counter).await;
+            }
         };
-        let retention = self.shared.config.replay.retention;
         let inbound = Inbound {
             packet_id,
-            replay_expires: self.shared.clock.now() + retention,
+            replay_expires,
             item,
         };
         let (tx, rx) = oneshot::channel();

@@ -151,6 +151,33 @@ impl Store {
             .map_err(self.db_err("read replay log"))
     }
 
+    /// Logs `packet_id` in the replay log without pooling anything, for a
+    /// packet whose peeled result is discarded (an exit packet at a middle
+    /// node): its replay must be refused like any other. Counts `counter`
+    /// in the same batch, or returns `false` (and counts a replay) when the
+    /// ID was already logged.
+    pub fn log_packet_id(
+        &self,
+        packet_id: &[u8; 16],
+        replay_expires: SystemTime,
+        counter: &str,
+    ) -> Result<bool, StoreError> {
+        let ks = &self.inner.ks;
+        let mut tx = self.tx();
+        if self.replay_contains(packet_id)? {
+            tx.incr(names::REPLAYS, 1);
+            tx.commit_unsynced()?;
+            return Ok(false);
+        }
+        let exp = to_ms(replay_expires);
+        tx.batch.insert(&ks.replay, packet_id, exp.to_be_bytes());
+        tx.batch
+            .insert(&ks.replay_exp, time_key16(exp, packet_id), []);
+        tx.incr(counter, 1);
+        tx.commit()?;
+        Ok(true)
+    }
+
     /// Deletes replay log entries whose expiry is at or before `now`, using
     /// the time index. Returns how many were deleted.
     pub fn prune_replay(&self, now: SystemTime) -> Result<usize, StoreError> {
