@@ -326,6 +326,13 @@ fn replays_after_a_restart_and_tampered_copies_are_refused() {
     assert_eq!(post_packet(n2, &next).unwrap().0, 200);
     assert_eq!(post_packet(entry, &read(third)).unwrap().0, 200);
 
+    // A dummy whose last hop is a middle node is discarded there, but its
+    // ID is logged like any other: replaying it must not tell a previous
+    // hop that it was cover traffic ending here.
+    let last = read(net.build(&["n2"], None, &dir.join("d")));
+    assert_eq!(post_packet(n2, &last).unwrap().0, 200);
+    assert_eq!(post_packet(n2, &last).unwrap().0, 409);
+
     let s = wait_drained(net.node("n1"));
     assert_eq!(counter(&s, "packets_accepted"), 3, "{s}");
     assert_eq!(counter(&s, "packets_replayed"), 2, "{s}");
@@ -333,12 +340,12 @@ fn replays_after_a_restart_and_tampered_copies_are_refused() {
     assert_eq!(counter(&s, "rejected_header_digest"), 1, "{s}");
     assert_eq!(counter(&s, "outbound_delivered"), 3, "{s}");
     assert_eq!(counter(&s, "outbound_given_up"), 0, "{s}");
-    // n2 is the last hop of the first two dummies, and a middle hop of the
-    // third, which it took from us first and refused from n1.
+    // n2 is the last hop of three dummies, and a middle hop of one, which
+    // it took from us first and refused from n1.
     let s = net.node("n2").stopped_status();
-    assert_eq!(counter(&s, "exit_dummies_discarded"), 2, "{s}");
+    assert_eq!(counter(&s, "exit_dummies_discarded"), 3, "{s}");
     assert_eq!(counter(&s, "packets_accepted"), 1, "{s}");
-    assert_eq!(counter(&s, "packets_replayed"), 1, "{s}");
+    assert_eq!(counter(&s, "packets_replayed"), 2, "{s}");
 }
 
 /// Stops `node`; while its pool or outbound queue is not empty, runs it a
