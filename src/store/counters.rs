@@ -55,11 +55,14 @@ pub mod names {
 }
 
 impl Store {
-    /// Adds `n` to the counter `name` (persisted with `fsync`).
+    /// Adds `n` to the counter `name`. Written to the OS but not synced:
+    /// a counter of its own (a rejected packet, say) is statistics, and a
+    /// flood of bad packets must not become a flood of fsyncs. Counters
+    /// that belong to an event are written in that event's synced batch.
     pub fn incr(&self, name: &str, n: u64) -> Result<(), StoreError> {
         let mut tx = self.tx();
         tx.incr(name, n);
-        tx.commit()
+        tx.commit_unsynced()
     }
 
     /// The current value of counter `name` (0 if never incremented).
