@@ -74,7 +74,7 @@ async fn node_rates(quick: bool) {
         rss_kib() / 1024,
         rss_before / 1024
     );
-    let base = format!("http://{}", node.listen_addr());
+    let base = node.address().to_owned();
     let today = SystemClock.epoch_day();
     let conf = RemailerConf::parse_valid(&node.remailer_conf(), today).unwrap();
     let hop = Hop {

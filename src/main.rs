@@ -18,6 +18,8 @@ enum Cmd {
     Init(InitArgs),
     /// Run the remailer.
     Run(ConfigArgs),
+    /// Print the node's published address (its .onion URL).
+    Address(ConfigArgs),
     /// Print the node's counters and queue sizes.
     Status(ConfigArgs),
     /// Run a four-node network on loopback and send a message through it.
@@ -36,6 +38,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.cmd {
         Cmd::Init(a) => mimix::cli::node::init(a),
         Cmd::Run(a) => mimix::cli::node::run(a),
+        Cmd::Address(a) => mimix::cli::node::address(a),
         Cmd::Status(a) => mimix::cli::node::status(a),
         Cmd::Demo => mimix::cli::demo::run(),
         Cmd::Send(a) => mimix::cli::node::send(a),

@@ -11,7 +11,7 @@ use crate::clock::SystemClock;
 use crate::config::{Config, default_data_dir};
 use crate::node::{Node, STATUS_FILE, private_dir};
 use crate::store::Store;
-use crate::transport::{ClientLimits, LoopbackDialer, post_packet};
+use crate::transport::{ClientLimits, Dialer, LoopbackDialer, TorDialer, post_packet};
 
 /// The config file `init` writes and `run` reads by default.
 pub const CONFIG_FILE: &str = "mimix.toml";
@@ -52,6 +52,10 @@ pub struct SendArgs {
     /// for local test networks only.
     #[arg(long)]
     insecure_direct: bool,
+    /// A node config whose `[tor]` table says which Tor network to use
+    /// (default: the public network).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
 }
 
 fn data_dir(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
@@ -178,31 +182,98 @@ pub fn status(args: ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `mimix send`: builds the packets and posts them to the chain's entry.
+/// `mimix send`: builds the packets and posts them to the chain's entry,
+/// over Tor (a fresh, temporary Tor client) unless `--insecure-direct`.
 pub fn send(a: SendArgs) -> anyhow::Result<()> {
-    if !a.insecure_direct {
-        bail!(
-            "sending over Tor is not available yet in this build; use --insecure-direct for a local test network"
-        );
-    }
     let today = crate::clock::Clock::epoch_day(&SystemClock);
     let message = if a.dummy { None } else { a.message.as_deref() };
     let packets = super::packet::build_packets(&a.confs, &a.chain, message, today)?;
     let entry = entry_address(&a.confs, &a.chain, today)?;
+    let network = match &a.config {
+        Some(path) => crate::node::tor_network(&Config::load(path)?.tor),
+        None => mimix_tor::TorNetwork::Public,
+    };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
         let limits = ClientLimits::default();
+        // Kept until the end: the Tor client writes its state on shutdown.
+        let state = tempdir()?;
+        let dialer: Box<dyn Dialer> = if a.insecure_direct {
+            Box::new(LoopbackDialer)
+        } else {
+            let tor = mimix_tor::TorTransport::start(
+                &state.0.join("state"),
+                &state.0.join("cache"),
+                &network,
+            )
+            .await
+            .context("starting the Tor client")?;
+            Box::new(TorDialer::new(Arc::new(tor)))
+        };
         for (i, p) in packets.iter().enumerate() {
-            post_packet(&LoopbackDialer, &entry, &armour(p), &limits)
-                .await
-                .with_context(|| format!("posting packet {} of {}", i + 1, packets.len()))?;
+            let mut tries = 0;
+            loop {
+                match post_packet(&*dialer, &entry, &armour(p), &limits).await {
+                    Ok(()) => break,
+                    // A fresh onion circuit sometimes fails once.
+                    Err(e) if e.is_retryable() && tries < 5 => {
+                        tries += 1;
+                        tracing::debug!("post failed, retrying: {e}");
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    }
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context(format!(
+                            "posting packet {} of {}",
+                            i + 1,
+                            packets.len()
+                        )));
+                    }
+                }
+            }
         }
         println!(
             "{}",
             serde_json::json!({ "packets": packets.len(), "sent": packets.len() })
         );
+        drop(dialer);
+        drop(state);
         Ok(())
     })
+}
+
+/// A private temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> anyhow::Result<TempDir> {
+    let mut name = [0u8; 8];
+    rand::RngExt::fill(&mut rand::rng(), &mut name);
+    let dir = std::env::temp_dir().join(format!("mimix-send-{}", hex::encode(name)));
+    private_dir(&dir)?;
+    Ok(TempDir(dir))
+}
+
+/// `mimix address`: the node's published address (written at start).
+pub fn address(args: ConfigArgs) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
+    if let Some(a) = &config.node.address {
+        println!("{a}");
+        return Ok(());
+    }
+    let path = config.data_dir().join(crate::node::ADDRESS_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (run the node once to create its onion service)",
+            path.display()
+        )
+    })?;
+    print!("{text}");
+    Ok(())
 }
 
 fn entry_address(confs: &[PathBuf], chain: &[String], today: u64) -> anyhow::Result<String> {

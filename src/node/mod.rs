@@ -32,7 +32,8 @@ use crate::directory::Directory;
 use crate::keystore::{KeyGenerator, Keystore, KeystoreError, RotationPolicy, SystemKeyGenerator};
 use crate::pool::{self, DummyPolicy, DummySource, PoolParams};
 use crate::store::{PoolItem, Store, StoreError};
-use crate::transport::{ClientLimits, Dialer, LoopbackDialer, ServerLimits};
+use crate::transport::{ClientLimits, Dialer, LoopbackDialer, Server, ServerLimits, TorDialer};
+use mimix_tor::{IncomingStreams, OnionService, TorNetwork, TorTransport};
 
 /// How often maintenance runs.
 const MAINTENANCE: Duration = Duration::from_secs(60);
@@ -205,6 +206,146 @@ impl DummySource for Dummies {
     }
 }
 
+/// Where the node's packets come in.
+enum Listener {
+    /// The direct transport's TCP listener.
+    Tcp(tokio::net::TcpListener),
+    /// Our onion service.
+    Onion {
+        tor: Arc<TorTransport>,
+        incoming: IncomingStreams,
+        service: OnionService,
+    },
+}
+
+/// The file holding our published address (like C tor's `hostname`).
+pub const ADDRESS_FILE: &str = "address";
+
+/// The Arti network settings from the `[tor]` table.
+pub fn tor_network(c: &crate::config::TorConfig) -> TorNetwork {
+    match c.network {
+        crate::config::TorNetworkKind::Public => TorNetwork::Public,
+        crate::config::TorNetworkKind::Custom => TorNetwork::Custom {
+            authorities: c
+                .authorities
+                .iter()
+                .map(|a| mimix_tor::Authority {
+                    v3ident: a.v3ident.clone(),
+                    dirports: a.dirports.clone(),
+                })
+                .collect(),
+            fallbacks: c
+                .fallbacks
+                .iter()
+                .map(|f| mimix_tor::FallbackRelay {
+                    rsa_identity: f.rsa_identity.clone(),
+                    ed_identity: f.ed_identity.clone(),
+                    orports: f.orports.clone(),
+                })
+                .collect(),
+            hsdir_interval: c
+                .hsdir_interval
+                .map(|d| u32::try_from(d.as_secs() / 60).unwrap_or(u32::MAX)),
+        },
+    }
+}
+
+/// Opens the configured transport: the dialer for peers, where packets
+/// come in, and our published address.
+async fn open_transport(config: &Config) -> Result<(Arc<dyn Dialer>, Listener, String), NodeError> {
+    let t = &config.transport;
+    match t.kind {
+        TransportKind::Direct => {
+            warn!(
+                "transport is 'direct': plain HTTP without Tor, NOT anonymous (development and tests only)"
+            );
+            let io = |source| NodeError::Io {
+                op: "listening on",
+                path: PathBuf::from(t.listen.to_string()),
+                source,
+            };
+            let listener = tokio::net::TcpListener::bind(t.listen).await.map_err(io)?;
+            let local = listener.local_addr().map_err(io)?;
+            let address = config
+                .node
+                .address
+                .clone()
+                .unwrap_or_else(|| format!("http://{local}"));
+            Ok((Arc::new(LoopbackDialer), Listener::Tcp(listener), address))
+        }
+        TransportKind::Tor => {
+            let tc = &config.tor;
+            info!("starting the embedded Tor client");
+            let (tx, rx) = tokio::sync::watch::channel(mimix_tor::BootstrapProgress::default());
+            let progress = tokio::spawn(show_progress(rx));
+            let started = TorTransport::start_with_progress(
+                &tc.state_dir,
+                &tc.cache_dir,
+                &tor_network(tc),
+                tx,
+            )
+            .await;
+            progress.abort();
+            let tor = Arc::new(
+                started
+                    .map_err(|e| NodeError::Transport(e.to_string()))?
+                    .with_dial_timeout(t.connect_timeout),
+            );
+            let (onion, incoming, service) = tor
+                .launch_onion_service(&tc.service_nickname)
+                .await
+                .map_err(|e| NodeError::Transport(e.to_string()))?;
+            let address = config
+                .node
+                .address
+                .clone()
+                .unwrap_or_else(|| format!("http://{onion}"));
+            let path = config.data_dir().join(ADDRESS_FILE);
+            std::fs::write(&path, format!("{address}\n")).map_err(|source| NodeError::Io {
+                op: "writing",
+                path,
+                source,
+            })?;
+            info!("onion service launched");
+            let dialer: Arc<dyn Dialer> = if t.allow_clearnet_hops {
+                Arc::new(TorDialer::allowing_clearnet(tor.clone()))
+            } else {
+                Arc::new(TorDialer::new(tor.clone()))
+            };
+            Ok((
+                dialer,
+                Listener::Onion {
+                    tor,
+                    incoming,
+                    service,
+                },
+                address,
+            ))
+        }
+    }
+}
+
+/// Shows bootstrap progress on a terminal (the Tor crate also logs it).
+async fn show_progress(mut rx: tokio::sync::watch::Receiver<mimix_tor::BootstrapProgress>) {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    while rx.changed().await.is_ok() {
+        let p = rx.borrow().clone();
+        let mut err = std::io::stderr();
+        let _ = write!(
+            err,
+            "\rTor bootstrap: {:>3}% {:<60}",
+            p.percent, p.description
+        );
+        if p.ready {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+    }
+}
+
 /// Creates `dir` with mode 0700, or checks an existing one is private.
 pub fn private_dir(dir: &Path) -> Result<(), NodeError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -235,9 +376,11 @@ pub fn private_dir(dir: &Path) -> Result<(), NodeError> {
 /// A running node.
 pub struct Node {
     shared: Arc<Shared>,
-    listen: SocketAddr,
+    listen: Option<SocketAddr>,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The Tor client and our onion service, kept alive while the node runs.
+    _tor: Option<(Arc<TorTransport>, OnionService)>,
 }
 
 impl fmt::Debug for Node {
@@ -272,43 +415,7 @@ impl Node {
         let mut keys = Keystore::open(&config.keys_dir(), store.clone(), policy)?;
         keys.rotate(clock.epoch_day(), keygen)?;
 
-        let (dialer, listener, address): (Arc<dyn Dialer>, _, String) = match config.transport.kind
-        {
-            TransportKind::Direct => {
-                warn!(
-                    "transport is 'direct': plain HTTP without Tor, NOT anonymous (development and tests only)"
-                );
-                let listener = tokio::net::TcpListener::bind(config.transport.listen)
-                    .await
-                    .map_err(|source| NodeError::Io {
-                        op: "listening on",
-                        path: PathBuf::from(config.transport.listen.to_string()),
-                        source,
-                    })?;
-                let local = listener.local_addr().map_err(|source| NodeError::Io {
-                    op: "listening on",
-                    path: PathBuf::from(config.transport.listen.to_string()),
-                    source,
-                })?;
-                let address = config
-                    .node
-                    .address
-                    .clone()
-                    .unwrap_or_else(|| format!("http://{local}"));
-                (Arc::new(LoopbackDialer), listener, address)
-            }
-            TransportKind::Tor => {
-                return Err(NodeError::Transport(
-                    "the Tor transport is not available yet in this build; set [transport] kind = \"direct\" for a local test network".into(),
-                ));
-            }
-        };
-        let listen = listener.local_addr().map_err(|source| NodeError::Io {
-            op: "listening on",
-            path: PathBuf::from(config.transport.listen.to_string()),
-            source,
-        })?;
-
+        let (dialer, listener, address) = open_transport(&config).await?;
         let today = clock.epoch_day();
         let (directory, errors) = Directory::new(&config.directory.remailers, today);
         for e in errors {
@@ -351,10 +458,37 @@ impl Node {
         let stop = CancellationToken::new();
         let intake = intake::Intake::start(shared.clone());
         let mut tasks = Vec::new();
-        let token = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            crate::transport::serve_tcp(listener, intake, server_limits, token).await;
-        }));
+        let server = Server::new(intake, server_limits, stop.clone());
+        let (listen, tor) = match listener {
+            Listener::Tcp(l) => {
+                let addr = l.local_addr().ok();
+                tasks.push(tokio::spawn(async move { server.serve_tcp(l).await }));
+                (addr, None)
+            }
+            Listener::Onion {
+                tor,
+                mut incoming,
+                service,
+            } => {
+                let token = stop.clone();
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        let stream = tokio::select! {
+                            _ = token.cancelled() => break,
+                            s = incoming.accept() => s,
+                        };
+                        let Some(stream) = stream else { break };
+                        let server = server.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = server.serve_connection(stream).await {
+                                debug!("onion connection: {e}");
+                            }
+                        });
+                    }
+                }));
+                (None, Some((tor, service)))
+            }
+        };
         tasks.push(tokio::spawn(pool_loop(shared.clone(), stop.clone())));
         tasks.push(tokio::spawn(outbound::run(shared.clone(), stop.clone())));
         tasks.push(tokio::spawn(maintenance(shared.clone(), stop.clone())));
@@ -375,11 +509,12 @@ impl Node {
             listen,
             stop,
             tasks,
+            _tor: tor,
         })
     }
 
-    /// The address the HTTP server listens on.
-    pub fn listen_addr(&self) -> SocketAddr {
+    /// The TCP address the HTTP server listens on (direct transport only).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.listen
     }
 

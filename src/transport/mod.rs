@@ -30,6 +30,7 @@ pub mod form;
 pub mod loopback;
 pub mod peer;
 pub mod server;
+pub mod tor;
 
 #[cfg(test)]
 mod test_support;
@@ -48,6 +49,7 @@ pub use client::{ClientError, ClientLimits, fetch_conf, post_packet};
 pub use loopback::LoopbackDialer;
 pub use peer::{PeerPolicy, PeerUrl, UrlError};
 pub use server::{Collector, Rejection, ServeError, Server, ServerLimits, serve_tcp};
+pub use tor::TorDialer;
 
 /// The path packets are posted to.
 pub const COLLECTOR_PATH: &str = "/collector.py/msg";
