@@ -36,18 +36,8 @@ pub struct ConfigArgs {
 /// Arguments of `mimix send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// A remailer-conf.txt file; repeat for each remailer.
-    #[arg(long = "conf", required = true)]
-    confs: Vec<PathBuf>,
-    /// Remailer names, entry first, exit last, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
-    chain: Vec<String>,
-    /// The RFC 2822 message to send.
-    #[arg(long, conflicts_with = "dummy", required_unless_present = "dummy")]
-    message: Option<PathBuf>,
-    /// Send a dummy instead.
-    #[arg(long)]
-    dummy: bool,
+    #[command(flatten)]
+    what: super::packet::MessageArgs,
     /// Post over plain HTTP to a loopback address, without Tor. Insecure:
     /// for local test networks only.
     #[arg(long)]
@@ -186,9 +176,8 @@ pub fn status(args: ConfigArgs) -> anyhow::Result<()> {
 /// over Tor (a fresh, temporary Tor client) unless `--insecure-direct`.
 pub fn send(a: SendArgs) -> anyhow::Result<()> {
     let today = crate::clock::Clock::epoch_day(&SystemClock);
-    let message = if a.dummy { None } else { a.message.as_deref() };
-    let packets = super::packet::build_packets(&a.confs, &a.chain, message, today)?;
-    let entry = entry_address(&a.confs, &a.chain, today)?;
+    let packets = a.what.build(today)?;
+    let entry = entry_address(&a.what.confs, &a.what.chain, today)?;
     let network = match &a.config {
         Some(path) => crate::node::tor_network(&Config::load(path)?.tor),
         None => mimix_tor::TorNetwork::Public,

@@ -52,21 +52,44 @@ pub struct PeelArgs {
     packet: PathBuf,
 }
 
+/// What to build: the remailers' confs, the chain, and a message or a
+/// dummy (shared by `mimix packet build` and `mimix send`).
+#[derive(Debug, Args)]
+pub struct MessageArgs {
+    /// A remailer-conf.txt file; repeat for each remailer.
+    #[arg(long = "conf", required = true)]
+    pub confs: Vec<PathBuf>,
+    /// Remailer names, entry first, exit last, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub chain: Vec<String>,
+    /// The RFC 2822 message.
+    #[arg(long, conflicts_with = "dummy", required_unless_present = "dummy")]
+    pub message: Option<PathBuf>,
+    /// A dummy packet instead of a message.
+    #[arg(long)]
+    pub dummy: bool,
+}
+
+impl MessageArgs {
+    /// Builds the packets as of `today`.
+    pub fn build(&self, today: u64) -> anyhow::Result<Vec<Packet>> {
+        let message = if self.dummy {
+            None
+        } else {
+            self.message.as_deref()
+        };
+        if message.is_none() && !self.dummy {
+            bail!("--message or --dummy is required");
+        }
+        build_packets(&self.confs, &self.chain, message, today)
+    }
+}
+
 /// Arguments of `mimix packet build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// A remailer-conf.txt file; repeat for each remailer.
-    #[arg(long = "conf", required = true)]
-    confs: Vec<PathBuf>,
-    /// Remailer names, entry first, exit last, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
-    chain: Vec<String>,
-    /// The RFC 2822 message to send.
-    #[arg(long, conflicts_with = "dummy", required_unless_present = "dummy")]
-    message: Option<PathBuf>,
-    /// Build a dummy packet instead.
-    #[arg(long)]
-    dummy: bool,
+    #[command(flatten)]
+    what: MessageArgs,
     /// Build as of this day (YYYY-MM-DD), not today.
     #[arg(long)]
     at: Option<String>,
@@ -209,12 +232,7 @@ pub fn build_packets(
 }
 
 fn run_build(a: BuildArgs) -> anyhow::Result<()> {
-    let today = day(a.at.as_deref())?;
-    let message = if a.dummy { None } else { a.message.as_deref() };
-    if message.is_none() && !a.dummy {
-        bail!("--message or --dummy is required");
-    }
-    let packets = build_packets(&a.confs, &a.chain, message, today)?;
+    let packets = a.what.build(day(a.at.as_deref())?)?;
     fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut files = Vec::new();
     for (i, p) in packets.iter().enumerate() {
@@ -226,8 +244,8 @@ fn run_build(a: BuildArgs) -> anyhow::Result<()> {
         "{}",
         json!({
             "packets": packets.len(),
-            "chain": a.chain,
-            "exit_type": if a.dummy { "dummy" } else { "smtp" },
+            "chain": a.what.chain,
+            "exit_type": if a.what.dummy { "dummy" } else { "smtp" },
             "files": files,
         })
     );
