@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use mimix::cli::node::{ConfigArgs, InitArgs, SendArgs};
 use mimix::cli::packet::{KeygenArgs, PacketCmd};
+use mimix::cli::testnet::TestnetArgs;
 
 /// mimix: a Tor-native anonymous remailer (Mimix protocol v1).
 #[derive(Debug, Parser)]
@@ -22,8 +23,12 @@ enum Cmd {
     Address(ConfigArgs),
     /// Print the node's counters and queue sizes.
     Status(ConfigArgs),
-    /// Run a four-node network on loopback and send a message through it.
+    /// Run a four-node network (over a private Tor network if `tor` is
+    /// installed, else on loopback) and send a message through it.
     Demo,
+    /// Run a private Tor network on 127.0.0.1 with mimix nodes on it, until
+    /// Ctrl-C.
+    Testnet(TestnetArgs),
     /// Send a message (or a dummy) through a chain of remailers.
     Send(SendArgs),
     /// Offline packet tools: build and peel.
@@ -41,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Address(a) => mimix::cli::node::address(a),
         Cmd::Status(a) => mimix::cli::node::status(a),
         Cmd::Demo => mimix::cli::demo::run(),
+        Cmd::Testnet(a) => mimix::cli::testnet::run(a),
         Cmd::Send(a) => mimix::cli::node::send(a),
         Cmd::Packet(c) => mimix::cli::packet::run(c),
         Cmd::Keygen(a) => mimix::cli::packet::keygen(a),

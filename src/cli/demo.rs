@@ -1,14 +1,16 @@
 //! `mimix demo`: a small remailer network in one process.
 //!
-//! Four nodes on loopback (the insecure direct transport: no Tor) and an
-//! in-process SMTP sink; a message goes through a three-hop chain, with
-//! pool intervals of two seconds, and the mail the exit delivers is
-//! printed. Nothing leaves the machine.
+//! Four nodes and an in-process SMTP sink; a message goes through a
+//! three-hop chain, with pool intervals of two seconds, and the mail the
+//! exit delivers is printed. When the `tor` program is installed the nodes
+//! talk over a private Tor network on 127.0.0.1 (see
+//! [`super::testnet`]); otherwise over plain loopback HTTP (the insecure
+//! direct transport). Nothing leaves the machine either way.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use mimix_packet::{ExitType, Hop, RemailerConf, armour, build_message};
@@ -18,9 +20,10 @@ use tokio::sync::mpsc;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, KnownRemailer, TransportKind};
 use crate::node::Node;
-use crate::transport::{ClientLimits, LoopbackDialer, post_packet};
+use crate::transport::{ClientLimits, Dialer, LoopbackDialer, post_packet};
 
-const NODES: usize = 4;
+/// Nodes in the demo network.
+pub(crate) const NODES: usize = 4;
 
 /// The demo's message.
 const MESSAGE: &str = "To: alice@example.org\n\
@@ -37,7 +40,16 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// A throwaway directory removed on drop.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh private directory `<tmp>/<prefix>-<pid>`.
+    pub(crate) fn new(prefix: &str) -> anyhow::Result<TempDir> {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+        crate::node::private_dir(&dir)?;
+        Ok(TempDir(dir))
+    }
+}
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -45,20 +57,58 @@ impl Drop for TempDir {
     }
 }
 
-/// Runs the demo.
+/// Runs the demo: over a private Tor network if `tor` is installed, else
+/// on plain loopback.
 pub fn run() -> anyhow::Result<()> {
     super::node::init_logging("error");
+    // Tor clients write their state when the runtime shuts down, so the
+    // directory must outlive the runtime.
+    let dir = TempDir::new("mimix-demo")?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(demo())
+    let result = rt.block_on(async {
+        match super::testnet::find_tor() {
+            Some(programs) => super::testnet::demo(programs, &dir.0).await,
+            None => {
+                println!(
+                    "mimix demo: the `tor` program is not installed, so the nodes use plain \
+                     loopback HTTP instead of a private Tor network (install the `tor` package \
+                     for the Tor version)"
+                );
+                loopback_demo(&dir.0).await
+            }
+        }
+    });
+    drop(rt);
+    drop(dir);
+    result
 }
 
-async fn demo() -> anyhow::Result<()> {
-    let dir = TempDir(std::env::temp_dir().join(format!("mimix-demo-{}", std::process::id())));
+/// The config of demo node `i` (1-based name `node<i>`) under `root`:
+/// fast pool rounds and retries, 2048-bit keys, the last node an exit
+/// delivering to the sink on `smtp_port`. The transport is left to the
+/// caller.
+pub(crate) fn node_config(root: &Path, i: usize, smtp_port: u16) -> Config {
+    let name = format!("node{}", i + 1);
+    let mut c = Config::default_for(&root.join(&name));
+    c.node.name = name;
+    c.node.smtp_exit = i == NODES - 1;
+    c.pool.interval = Duration::from_secs(2);
+    c.pool.min = 0;
+    c.pool.rate = 1.0;
+    c.keys.bits = 2048;
+    c.outbound.retry_initial = Duration::from_secs(1);
+    c.outbound.retry_max = Duration::from_secs(4);
+    c.exit.smtp.host = "127.0.0.1".into();
+    c.exit.smtp.port = smtp_port;
+    c.exit.retry.initial = Duration::from_secs(1);
+    c
+}
+
+async fn loopback_demo(dir: &Path) -> anyhow::Result<()> {
     let (smtp_port, mut mail) = smtp_sink().await?;
     println!(
         "mimix demo: {NODES} remailers on loopback (insecure direct transport, no Tor), SMTP sink on port {smtp_port}"
     );
-
     let ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect::<Result<_, _>>()?;
     let known: Vec<KnownRemailer> = ports
         .iter()
@@ -71,26 +121,45 @@ async fn demo() -> anyhow::Result<()> {
         .collect();
     let mut nodes = Vec::new();
     for (i, port) in ports.iter().enumerate() {
-        let mut c = Config::default_for(&dir.0.join(format!("node{}", i + 1)));
-        c.node.name = format!("node{}", i + 1);
-        c.node.smtp_exit = i == NODES - 1;
+        let mut c = node_config(dir, i, smtp_port);
         c.transport.kind = TransportKind::Direct;
         c.transport.listen = ([127, 0, 0, 1], *port).into();
-        c.pool.interval = Duration::from_secs(2);
-        c.pool.min = 0;
-        c.pool.rate = 1.0;
-        c.keys.bits = 2048;
-        c.exit.smtp.host = "127.0.0.1".into();
-        c.exit.smtp.port = smtp_port;
-        c.exit.retry.initial = Duration::from_secs(1);
         c.directory.remailers = known.clone();
         c.validate()?;
         nodes.push(Node::start(c, Arc::new(SystemClock)).await?);
     }
+    let delivered =
+        send_and_wait(&nodes, &LoopbackDialer, &mut mail, Duration::from_secs(60)).await;
+    stop_nodes(nodes).await;
+    let text = delivered?;
+    println!("--- delivered by the exit ---\n{text}--- end ---");
+    Ok(())
+}
+
+/// Stops the nodes and waits for them.
+pub(crate) async fn stop_nodes(nodes: Vec<Node>) {
+    for n in &nodes {
+        n.stop_token().cancel();
+    }
+    for n in nodes {
+        n.wait().await;
+    }
+}
+
+/// Sends the demo message through the first two nodes and the last one,
+/// posting it with `dialer` (retrying while the entry is not reachable
+/// yet), and waits up to `wait` for the exit to deliver it.
+pub(crate) async fn send_and_wait(
+    nodes: &[Node],
+    dialer: &dyn Dialer,
+    mail: &mut mpsc::Receiver<String>,
+    wait: Duration,
+) -> anyhow::Result<String> {
     let today = SystemClock.epoch_day();
     let mut hops = Vec::new();
-    for i in [0, 1, NODES - 1] {
-        let conf = RemailerConf::parse_valid(&nodes[i].remailer_conf(), today)?;
+    for i in [0, 1, nodes.len().saturating_sub(1)] {
+        let node = nodes.get(i).context("too few nodes")?;
+        let conf = RemailerConf::parse_valid(&node.remailer_conf(), today)?;
         println!(
             "  hop: {} at {} (key {})",
             conf.name,
@@ -109,34 +178,37 @@ async fn demo() -> anyhow::Result<()> {
         MESSAGE.as_bytes(),
         today,
     )?;
+    let started = Instant::now();
+    let limits = ClientLimits::default();
     for p in &packets {
-        post_packet(
-            &LoopbackDialer,
-            &hops[0].address,
-            &armour(p),
-            &ClientLimits::default(),
-        )
-        .await?;
-    }
-    println!("sent; waiting for the pools to release it...\n");
-    let delivered = tokio::time::timeout(Duration::from_secs(60), mail.recv()).await;
-    for n in &nodes {
-        n.stop_token().cancel();
-    }
-    for n in nodes {
-        n.wait().await;
-    }
-    match delivered {
-        Ok(Some(text)) => {
-            println!("--- delivered by the exit ---\n{text}--- end ---");
-            Ok(())
+        loop {
+            match post_packet(dialer, &hops[0].address, &armour(p), &limits).await {
+                Ok(()) => break,
+                // A freshly published onion service may not be reachable yet.
+                Err(e) if e.is_retryable() && started.elapsed() < wait => {
+                    tracing::debug!("posting to the entry failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("posting to the entry")),
+            }
         }
-        _ => bail!("no mail was delivered within 60 s"),
+    }
+    println!(
+        "sent after {:.1?}; waiting for the pools to release it...\n",
+        started.elapsed()
+    );
+    match tokio::time::timeout(wait, mail.recv()).await {
+        Ok(Some(text)) => {
+            println!("delivered {:.1?} after sending", started.elapsed());
+            Ok(text)
+        }
+        _ => bail!("no mail was delivered within {wait:?}"),
     }
 }
 
-/// A minimal SMTP server that hands each message's text to the channel.
-async fn smtp_sink() -> anyhow::Result<(u16, mpsc::Receiver<String>)> {
+/// A minimal SMTP server on a free loopback port that hands each message's
+/// text to the channel. Returns the port.
+pub(crate) async fn smtp_sink() -> anyhow::Result<(u16, mpsc::Receiver<String>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let (tx, rx) = mpsc::channel(8);

@@ -4,3 +4,4 @@
 pub mod demo;
 pub mod node;
 pub mod packet;
+pub mod testnet;
