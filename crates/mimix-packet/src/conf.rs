@@ -33,7 +33,8 @@ const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
 /// Why a conf was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfError {
-    /// Longer than [`MAX_CONF_LEN`].
+    /// Longer than [`MAX_CONF_LEN`], or its canonical text
+    /// ([`RemailerConf::to_text`]) would be.
     #[error("remailer-conf is too long ({0} bytes)")]
     TooLong(usize),
     /// Not two or three blank-line-separated sections.
@@ -210,7 +211,7 @@ impl RemailerConf {
                 }
             }
         }
-        Ok(Self {
+        let conf = Self {
             name: name.to_owned(),
             address: address.to_owned(),
             key,
@@ -218,7 +219,15 @@ impl RemailerConf {
             valid_to,
             smtp,
             known,
-        })
+        };
+        // The canonical text can be a few bytes longer than the input
+        // (`SMTP: No`, `Known remailers:-`, the final LF): refuse a conf
+        // whose own text would not parse back.
+        let len = conf.to_text().len();
+        if len > MAX_CONF_LEN {
+            return Err(ConfError::TooLong(len));
+        }
+        Ok(conf)
     }
 
     /// Checks that the key is valid on `today` (an epoch day).
@@ -272,5 +281,33 @@ mod tests {
         assert_eq!(date_to_epoch_day("2026-02-30"), None);
         assert_eq!(date_to_epoch_day("26-11-29"), None);
         assert_eq!(date_to_epoch_day("1969-12-31"), None);
+    }
+
+    /// A conf just under the size limit whose canonical text is longer
+    /// than the input (empty SMTP value, short list heading, no final LF)
+    /// is refused rather than accepted with a text that cannot parse back.
+    #[test]
+    fn canonical_text_stays_within_the_limit() {
+        let delta = include_str!("../../../tests/vectors/remailers/delta/remailer-conf.txt");
+        let (head, _) = delta.split_once("\n\nKnown").unwrap();
+        let mut text = format!("{}\n\nKnown remailers", head.replace("SMTP: Yes", "SMTP: "));
+        for i in 0.. {
+            let line = format!("\nhttp://{i:0>66}.onion");
+            if text.len() + line.len() > MAX_CONF_LEN {
+                break;
+            }
+            text.push_str(&line);
+        }
+        let pad = "x".repeat(MAX_CONF_LEN - text.len());
+        let text = text.replacen("Name: delta", &format!("Name: delta{pad}"), 1);
+        assert_eq!(text.len(), MAX_CONF_LEN);
+        assert!(matches!(
+            RemailerConf::parse(&text),
+            Err(ConfError::TooLong(n)) if n > MAX_CONF_LEN
+        ));
+        // Five bytes shorter, it is accepted and its text parses back.
+        let text = text.replacen(&"x".repeat(5), "", 1);
+        let conf = RemailerConf::parse(&text).unwrap();
+        assert_eq!(RemailerConf::parse(&conf.to_text()).unwrap(), conf);
     }
 }
