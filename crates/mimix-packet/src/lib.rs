@@ -21,6 +21,8 @@ pub mod armour;
 pub mod build;
 pub mod conf;
 pub mod crypto;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layout;
 pub mod peel;
 

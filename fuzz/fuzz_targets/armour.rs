@@ -1,0 +1,10 @@
+//! `dearmour` on arbitrary text; accepted packets must round-trip.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(e) = mimix_packet::fuzzing::check_armour(data) {
+        panic!("{e}");
+    }
+});
