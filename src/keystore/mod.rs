@@ -26,6 +26,10 @@ use zeroize::Zeroizing;
 use crate::store::{Store, StoreError};
 use files::{KeyFileError, read_secret_file, write_secret_file};
 
+/// Most known remailers listed in our published conf (at most 80 bytes
+/// each, so the conf stays far below the 64 KiB clients accept).
+const MAX_KNOWN_PUBLISHED: usize = 256;
+
 /// The store's metadata entry listing our keys.
 const META_KEYS: &str = "keystore.keys";
 
@@ -309,7 +313,13 @@ impl Keystore {
             valid_from: e.meta.valid_from,
             valid_to: e.meta.valid_to,
             smtp,
-            known: known.iter().filter(|k| *k != address).cloned().collect(),
+            // Bounded so the conf stays well inside what clients parse.
+            known: known
+                .iter()
+                .filter(|k| *k != address)
+                .take(MAX_KNOWN_PUBLISHED)
+                .cloned()
+                .collect(),
         }
         .to_text())
     }
