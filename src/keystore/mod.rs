@@ -161,11 +161,18 @@ impl Keystore {
     /// Loads the keys recorded in `store` from `dir`. Refuses unreadable
     /// key files and files other users can read.
     pub fn open(dir: &Path, store: Store, policy: RotationPolicy) -> Result<Self, KeystoreError> {
-        fs::create_dir_all(dir).map_err(|source| KeystoreError::Io {
-            op: "creating",
-            path: dir.to_owned(),
-            source,
-        })?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| KeystoreError::Io {
+                    op: "creating",
+                    path: dir.to_owned(),
+                    source,
+                })?;
+        }
         let metas: Vec<KeyMeta> = match store.meta_get(META_KEYS)? {
             Some(bytes) => {
                 serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Meta(e.to_string()))?
