@@ -115,6 +115,35 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
+    /// A node that is not started yet; its stderr goes to `log`. `port` is
+    /// 0 for nodes not listening on TCP (the Tor transport).
+    pub fn new(name: &str, port: u16, config: PathBuf, data_dir: PathBuf, log: PathBuf) -> Self {
+        Self {
+            name: name.to_owned(),
+            port,
+            config,
+            data_dir,
+            log,
+            child: None,
+        }
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Panics with the log if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+            panic!(
+                "node {} exited with {status}:\n{}",
+                self.name,
+                self.log_text()
+            );
+        }
+    }
+
     /// Its base URL.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
