@@ -11,9 +11,10 @@
 //!   stays queued, its dial failing within `connect_timeout` each time.
 //!
 //! Needs `tor` and `tor-gencert` (Debian package `tor`); skipped with a
-//! message when they are missing. Wall time about 90-120 s on two cores
-//! (about 20 s for the Tor network's first consensus, the rest mostly onion
-//! circuits and the unreachable-address retries). Measurements are printed
+//! message when they are missing. Wall time about 50-60 s on two cores:
+//! 10-20 s for the Tor network's first consensus, about 30 s letting the
+//! unreachable address be retried (two connect timeouts plus backoff), the
+//! rest onion circuits and pool rounds. Measurements are printed
 //! on stderr; run with `--nocapture` to see them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -34,7 +35,7 @@ use support::smtp::SmtpSink;
 
 /// The nodes' `connect_timeout`: how long a dial (circuit to the onion
 /// service) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for a node to bootstrap Tor and launch its onion service.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time allowed for a freshly launched onion service to become reachable.
