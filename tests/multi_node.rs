@@ -9,7 +9,7 @@ mod support;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use support::net::{EXIT_FROM, Network, counter};
+use support::net::{Network, assert_policed, counter, message};
 use support::smtp::{Received, SmtpSink};
 
 /// Time allowed for the messages to arrive.
@@ -48,66 +48,11 @@ fn long_body() -> String {
     body
 }
 
-fn message(subject: &str, body: &str) -> String {
-    format!(
-        "From: Real Name <real.sender@home.example>\r\n\
-To: Alice <alice@example.org>\r\n\
-Subject: {subject}\r\n\
-X-Mailer: Identifying Client 1.0\r\n\
-Received: from laptop.home.example (192.0.2.7)\r\n\
-Message-ID: <leak-123@laptop.home.example>\r\n\
-Content-Type: text/plain; charset=utf-8\r\n\
-\r\n\
-{body}"
-    )
-}
-
 fn by_subject<'a>(got: &'a [Received], subject: &str) -> &'a Received {
     let line = format!("\r\nSubject: {subject}\r\n");
     let found: Vec<&Received> = got.iter().filter(|m| m.head().contains(&line)).collect();
     assert_eq!(found.len(), 1, "messages with subject {subject:?}");
     found[0]
-}
-
-fn assert_policed(m: &Received, subject: &str) {
-    let head = m.head();
-    assert!(
-        head.starts_with(&format!("From: {EXIT_FROM}\r\n")),
-        "the operator's From replaces the sender's:\n{head}"
-    );
-    assert!(
-        head.contains("\r\nTo: Alice <alice@example.org>\r\n"),
-        "{head}"
-    );
-    assert!(
-        head.contains(&format!("\r\nSubject: {subject}\r\n")),
-        "{head}"
-    );
-    assert!(
-        head.contains("\r\nComments: "),
-        "a Comments header:\n{head}"
-    );
-    assert!(head.contains("\r\nDate: "), "{head}");
-    assert!(
-        head.contains("@mix.example>\r\n"),
-        "own Message-ID:\n{head}"
-    );
-    for gone in [
-        "real.sender",
-        "home.example",
-        "X-Mailer",
-        "Identifying Client",
-        "Received",
-        "192.0.2.7",
-        "leak-123",
-    ] {
-        assert!(
-            !head.contains(gone),
-            "{gone:?} reached the recipient:\n{head}"
-        );
-    }
-    assert_eq!(m.mail_from, "remailer@mix.example");
-    assert_eq!(m.rcpt_tos, ["alice@example.org"]);
 }
 
 #[test]

@@ -30,7 +30,7 @@ use mimix::transport::{ClientLimits, TorDialer, fetch_conf};
 use mimix_packet::RemailerConf;
 use mimix_tor::TorTransport;
 use mimix_tor::testnet::{TestNetConfig, TestNetwork};
-use support::net::{EXIT_FROM, NodeProc, counter, mimix, wait_until};
+use support::net::{NodeProc, assert_policed, config_toml, counter, message, mimix, wait_until};
 use support::smtp::SmtpSink;
 
 /// The nodes' `connect_timeout`: how long a dial (circuit to the onion
@@ -53,55 +53,12 @@ fn node_config(
     directory: &str,
     tor: &str,
 ) -> String {
-    format!(
-        r#"config_version = 1
-
-[node]
-name = "{name}"
-data_dir = "{data_dir}"
-smtp_exit = {exit}
-log = "info"
-
-[transport]
-kind = "tor"
-connect_timeout = "{connect}s"
-request_timeout = "30s"
-
-[pool]
-interval = "1s"
-min = 0
-rate = 1.0
-
-[dummies]
-enabled = false
-
-[keys]
-bits = 2048
-
-[outbound]
-retry_initial = "1s"
-retry_max = "2s"
-
-[exit.policy]
-from = "{EXIT_FROM}"
-
-[exit.smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-connect_timeout = "5s"
-command_timeout = "10s"
-session_timeout = "20s"
-
-[exit.retry]
-initial = "1s"
-max = "2s"
-
-[directory]
-remailers = [ {directory} ]
-
-{tor}"#,
-        data_dir = data_dir.display(),
-        connect = CONNECT_TIMEOUT.as_secs(),
+    let transport = format!(
+        "kind = \"tor\"\nconnect_timeout = \"{}s\"\nrequest_timeout = \"30s\"",
+        CONNECT_TIMEOUT.as_secs()
+    );
+    config_toml(
+        name, data_dir, exit, smtp_port, directory, false, &transport, tor,
     )
 }
 
@@ -166,18 +123,6 @@ fn unpublished_onion() -> String {
     )
 }
 
-fn message(subject: &str, body: &str) -> String {
-    format!(
-        "From: Real Name <real.sender@home.example>\r\n\
-To: Alice <alice@example.org>\r\n\
-Subject: {subject}\r\n\
-X-Mailer: Identifying Client 1.0\r\n\
-Message-ID: <leak-123@laptop.home.example>\r\n\
-\r\n\
-{body}"
-    )
-}
-
 /// `mimix send` over Tor (a fresh Arti client on the test network).
 fn send(config: &Path, confs: &[PathBuf], chain: &str, message: Option<&Path>) {
     let mut args: Vec<String> = vec![
@@ -203,31 +148,7 @@ fn send(config: &Path, confs: &[PathBuf], chain: &str, message: Option<&Path>) {
 }
 
 fn assert_delivered(got: &support::smtp::Received, subject: &str, body: &str) {
-    let head = got.head();
-    assert!(
-        head.starts_with(&format!("From: {EXIT_FROM}\r\n")),
-        "{head}"
-    );
-    assert!(
-        head.contains("\r\nTo: Alice <alice@example.org>\r\n"),
-        "{head}"
-    );
-    assert!(
-        head.contains(&format!("\r\nSubject: {subject}\r\n")),
-        "{head}"
-    );
-    assert!(
-        head.contains("@mix.example>\r\n"),
-        "own Message-ID:\n{head}"
-    );
-    for gone in ["real.sender", "X-Mailer", "leak-123"] {
-        assert!(
-            !head.contains(gone),
-            "{gone:?} reached the recipient:\n{head}"
-        );
-    }
-    assert_eq!(got.mail_from, "remailer@mix.example");
-    assert_eq!(got.rcpt_tos, ["alice@example.org"]);
+    assert_policed(got, subject);
     assert_eq!(String::from_utf8_lossy(got.body()), body);
 }
 

@@ -444,6 +444,29 @@ fn node_config(
     directory: &str,
     dummies: bool,
 ) -> String {
+    let transport = format!(
+        "kind = \"direct\"\nlisten = \"127.0.0.1:{port}\"\nconnect_timeout = \"5s\"\nrequest_timeout = \"20s\""
+    );
+    config_toml(
+        name, data_dir, exit, smtp_port, directory, dummies, &transport, "",
+    )
+}
+
+/// A test node's config with the given `[transport]` body and text
+/// appended at the end (e.g. a `[tor]` table): 1 s pool rounds releasing
+/// everything, 2048-bit keys, fast retries, mail to the sink at
+/// `smtp_port` from [`EXIT_FROM`].
+#[allow(clippy::too_many_arguments)]
+pub fn config_toml(
+    name: &str,
+    data_dir: &Path,
+    exit: bool,
+    smtp_port: u16,
+    directory: &str,
+    dummies: bool,
+    transport: &str,
+    tail: &str,
+) -> String {
     format!(
         r#"config_version = 1
 
@@ -454,10 +477,7 @@ smtp_exit = {exit}
 log = "info"
 
 [transport]
-kind = "direct"
-listen = "127.0.0.1:{port}"
-connect_timeout = "5s"
-request_timeout = "20s"
+{transport}
 
 [pool]
 interval = "1s"
@@ -490,7 +510,65 @@ max = "2s"
 
 [directory]
 remailers = [ {directory} ]
-"#,
+
+{tail}"#,
         data_dir = data_dir.display(),
     )
+}
+
+/// A message with identifying headers the exit's policy must remove.
+pub fn message(subject: &str, body: &str) -> String {
+    format!(
+        "From: Real Name <real.sender@home.example>\r\n\
+To: Alice <alice@example.org>\r\n\
+Subject: {subject}\r\n\
+X-Mailer: Identifying Client 1.0\r\n\
+Received: from laptop.home.example (192.0.2.7)\r\n\
+Message-ID: <leak-123@laptop.home.example>\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+{body}"
+    )
+}
+
+/// Checks the exit's header policy on a [`message`] as delivered.
+pub fn assert_policed(m: &super::smtp::Received, subject: &str) {
+    let head = m.head();
+    assert!(
+        head.starts_with(&format!("From: {EXIT_FROM}\r\n")),
+        "the operator's From replaces the sender's:\n{head}"
+    );
+    assert!(
+        head.contains("\r\nTo: Alice <alice@example.org>\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("\r\nSubject: {subject}\r\n")),
+        "{head}"
+    );
+    assert!(
+        head.contains("\r\nComments: "),
+        "a Comments header:\n{head}"
+    );
+    assert!(head.contains("\r\nDate: "), "{head}");
+    assert!(
+        head.contains("@mix.example>\r\n"),
+        "own Message-ID:\n{head}"
+    );
+    for gone in [
+        "real.sender",
+        "home.example",
+        "X-Mailer",
+        "Identifying Client",
+        "Received",
+        "192.0.2.7",
+        "leak-123",
+    ] {
+        assert!(
+            !head.contains(gone),
+            "{gone:?} reached the recipient:\n{head}"
+        );
+    }
+    assert_eq!(m.mail_from, "remailer@mix.example");
+    assert_eq!(m.rcpt_tos, ["alice@example.org"]);
 }
