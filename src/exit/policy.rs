@@ -471,11 +471,12 @@ fn body_start(payload: &[u8]) -> usize {
 }
 
 /// The lowercased field name of a raw header, if it is a valid name equal
-/// to what the parser saw.
+/// to what the parser saw. The obsolete form with white space before the
+/// colon (`Name :`) is not valid: passed through verbatim it would make an
+/// invalid header line, so such headers are dropped.
 fn raw_field_name(raw: &[u8], parsed: &str) -> Option<String> {
     let colon = raw.iter().position(|&b| b == b':')?;
     let name = raw.get(..colon)?;
-    let name = name.trim_ascii_end();
     if name.is_empty() || !name.iter().copied().all(is_ftext) {
         return None;
     }

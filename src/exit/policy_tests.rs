@@ -456,6 +456,22 @@ fn delivery_round_trips_through_its_encoding() {
     assert_eq!(Delivery::decode(&bad), Err(PolicyError::BadEncoding));
 }
 
+/// Found by the property below: a name with white space before its colon
+/// (the obsolete `Name :` form) must not reach the recipient as is.
+#[test]
+fn white_space_before_the_colon_is_not_passed_through() {
+    let d =
+        apply(b"A\t: v\r\nKeep-Me : w\r\nBcc: y@example.net\r\nTo: x@example.org\r\n\r\nbody\r\n")
+            .unwrap();
+    assert_valid_header_block(&d.message);
+    let text = String::from_utf8_lossy(&d.message);
+    assert!(
+        !text.contains("A\t:") && !text.contains("Keep-Me"),
+        "{text}"
+    );
+    assert_eq!(values(&d.message, "to"), ["x@example.org"]);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
