@@ -185,11 +185,15 @@ impl TorTransport {
             .set_isolation(self.isolation.token_for(host))
             .connect_to_onion_services(BoolOrAuto::Explicit(true));
         let connect = self.client.connect_with_prefs((host, port), &prefs);
-        match tokio::time::timeout(self.dial_timeout, connect).await {
-            Ok(Ok(stream)) => Ok(Box::new(stream)),
-            Ok(Err(e)) => Err(TorError::Connect(e)),
-            Err(_) => Err(TorError::DialTimeout(self.dial_timeout)),
-        }
+        let result = match tokio::time::timeout(self.dial_timeout, connect).await {
+            Ok(Ok(stream)) => return Ok(Box::new(stream)),
+            Ok(Err(e)) => TorError::Connect(e),
+            Err(_) => TorError::DialTimeout(self.dial_timeout),
+        };
+        // The next dial to this host gets a new token, and so new circuits:
+        // a circuit to a peer that restarted can stay unusable.
+        self.isolation.reset(host);
+        Err(result)
     }
 
     /// The Arti client, for the onion-service code of this crate.
@@ -217,6 +221,12 @@ impl IsolationMap {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         *map.entry(host.to_ascii_lowercase())
             .or_insert_with(IsolationToken::new)
+    }
+
+    /// Forgets the token for `host`; the next dial gets a fresh one.
+    fn reset(&self, host: &str) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.remove(&host.to_ascii_lowercase());
     }
 }
 
@@ -300,5 +310,13 @@ mod tests {
         assert_eq!(map.token_for("AAAA.onion"), a);
         assert_eq!(map.token_for("aaaa.onion"), a);
         assert_ne!(map.token_for("bbbb.onion"), a);
+        let b = map.token_for("bbbb.onion");
+        map.reset("AAAA.onion");
+        assert_ne!(
+            map.token_for("aaaa.onion"),
+            a,
+            "a failed host gets a new token"
+        );
+        assert_eq!(map.token_for("bbbb.onion"), b, "other hosts keep theirs");
     }
 }
