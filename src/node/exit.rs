@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use rand::RngExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::Shared;
 use super::outbound::backoff;
+use super::{Shared, blocking};
 use crate::clock::Clock;
 use crate::config::{self, Config};
 use crate::exit::reassembly::{self, ReassemblyLimits};
@@ -120,29 +120,22 @@ pub(crate) async fn run(shared: Arc<Shared>, worker: ExitWorker, stop: Cancellat
             _ = tick.tick() => {}
         }
         let (s, w) = (shared.clone(), worker.clone());
-        let r = tokio::task::spawn_blocking(move || {
+        let processed = blocking("reassembly", move || {
             reassembly::process_exit_queue(&s.store, &w.limits, s.clock.now(), CHUNKS_PER_TICK)
         })
         .await;
-        match r {
-            Ok(Ok(outcomes)) if !outcomes.is_empty() => {
-                debug!(n = outcomes.len(), "exit chunks processed")
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => warn!("reassembly: {e}"),
-            Err(_) => warn!("reassembly: task failed"),
+        if let Some(outcomes) = processed.filter(|o| !o.is_empty()) {
+            debug!(n = outcomes.len(), "exit chunks processed");
         }
         let store = shared.store.clone();
         let now = shared.clock.now();
-        let due =
-            match tokio::task::spawn_blocking(move || store.mail_due(now, MAIL_PER_TICK)).await {
-                Ok(Ok(due)) => due,
-                Ok(Err(e)) => {
-                    warn!("reading the mail queue: {e}");
-                    continue;
-                }
-                Err(_) => continue,
-            };
+        let Some(due) = blocking("reading the mail queue", move || {
+            store.mail_due(now, MAIL_PER_TICK)
+        })
+        .await
+        else {
+            continue;
+        };
         for item in due {
             deliver(&shared, &worker, item).await;
         }
@@ -193,16 +186,11 @@ async fn deliver(shared: &Shared, worker: &ExitWorker, item: MailItem) {
     let id = item.id;
     let jitter = rand::rng().random_range(0.75..1.25);
     let when = now + backoff(retry.initial, retry.max, item.attempts, jitter);
-    let r = tokio::task::spawn_blocking(move || match next {
+    blocking("updating the mail queue", move || match next {
         Next::Delivered => store.mail_delivered(id),
         Next::Drop => store.mail_drop(id),
         Next::Retry(Some(bytes)) => store.mail_retry_prepared(id, when, &bytes),
         Next::Retry(None) => store.mail_retry_at(id, when),
     })
     .await;
-    match r {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => warn!("updating the mail queue: {e}"),
-        Err(_) => warn!("updating the mail queue: task failed"),
-    }
 }

@@ -633,21 +633,37 @@ async fn maintenance(shared: Arc<Shared>, stop: CancellationToken) {
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .rotate(s.clock.epoch_day(), &mut SystemKeyGenerator);
-            match rotated {
-                Ok(r) if !r.created.is_empty() || !r.deleted.is_empty() => {
-                    if let Err(e) = s.refresh_conf() {
-                        warn!("refreshing remailer-conf: {e}");
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => warn!("key rotation: {e}"),
+            if let Err(e) = rotated {
+                warn!("key rotation: {e}");
             }
+            // Also picks up a new day's choice of advertised key.
             if let Err(e) = s.refresh_conf() {
                 warn!("refreshing remailer-conf: {e}");
             }
             write_status(&s);
         })
         .await;
+    }
+}
+
+/// Runs a store operation on the blocking pool. A failure is logged as
+/// `what` and gives `None`: the caller tries again on its next tick.
+pub(crate) async fn blocking<T, E, F>(what: &str, f: F) -> Option<T>
+where
+    T: Send + 'static,
+    E: fmt::Display + Send + 'static,
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            warn!("{what}: {e}");
+            None
+        }
+        Err(_) => {
+            warn!("{what}: task failed");
+            None
+        }
     }
 }
 

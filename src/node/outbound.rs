@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::Shared;
+use super::{Shared, blocking};
 use crate::store::{OutboundId, OutboundItem};
 use crate::transport::{ClientError, post_packet};
 
@@ -56,13 +56,12 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         let now = shared.clock.now();
         let store = shared.store.clone();
         let limit = cfg.concurrency.max(1) * 8;
-        let due = match tokio::task::spawn_blocking(move || store.outbound_due(now, limit)).await {
-            Ok(Ok(due)) => due,
-            Ok(Err(e)) => {
-                warn!("reading the outbound queue: {e}");
-                continue;
-            }
-            Err(_) => continue,
+        let Some(due) = blocking("reading the outbound queue", move || {
+            store.outbound_due(now, limit)
+        })
+        .await
+        else {
+            continue;
         };
         for item in due {
             {
@@ -149,17 +148,12 @@ async fn deliver(shared: &Shared, item: OutboundItem) {
     };
     let store = shared.store.clone();
     let id: OutboundId = item.id;
-    let result = tokio::task::spawn_blocking(move || match next {
+    blocking("updating the outbound queue", move || match next {
         Next::Delivered => store.outbound_delivered(id),
         Next::Retry(when) => store.outbound_retry_at(id, when),
         Next::GiveUp => store.outbound_give_up(id),
     })
     .await;
-    match result {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => warn!("updating the outbound queue: {e}"),
-        Err(_) => warn!("updating the outbound queue: task failed"),
-    }
 }
 
 #[cfg(test)]
