@@ -6,12 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use mimix::clock::{Clock, SystemClock};
-use mimix::config::{Config, TransportKind};
+use mimix::config::Config;
 use mimix::node::Node;
 use mimix::store::{Inbound, PoolItem, Store};
+use mimix::transport::TransportKind;
 use mimix::transport::{ClientLimits, LoopbackDialer, post_packet};
 use mimix_packet::{ExitType, Hop, RemailerConf, armour, build_message};
 
@@ -36,7 +37,8 @@ fn store_rates(quick: bool) {
             id[..8].copy_from_slice(&i.to_be_bytes());
             id
         },
-        replay_expires: SystemTime::now() + Duration::from_secs(86400),
+        replay_expires: mimix::clock::Clock::now(&mimix::clock::SystemClock)
+            + Duration::from_secs(86400),
         item: PoolItem::Forward {
             next_hop: "http://x.onion".into(),
             packet: vec![7u8; 20480],

@@ -20,16 +20,21 @@
 //!
 //! Around that path: [`keystore`] owns our RSA keys, their rotation and the
 //! `remailer-conf.txt` we publish; [`directory`] knows the other remailers;
-//! [`config`] reads the TOML configuration; [`node`] wires it all together;
-//! [`clock`] injects time so that time-driven code is testable.
+//! [`queue`] is the one worker behind every durable queue (outbound posts,
+//! mail); [`config`] aggregates the TOML configuration, each table owned by
+//! its subsystem; [`node`] wires it all together; [`clock`] injects time so
+//! that time-driven code is testable; [`net`] says what a host name is;
+//! [`safelog`] keeps identifying data out of the logs.
 
-pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod directory;
 pub mod exit;
 pub mod keystore;
+pub mod net;
 pub mod node;
 pub mod pool;
+pub mod queue;
+pub mod safelog;
 pub mod store;
 pub mod transport;

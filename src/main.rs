@@ -1,9 +1,11 @@
 //! The `mimix` command.
 
+mod cli;
+
 use clap::{Parser, Subcommand};
-use mimix::cli::node::{ConfigArgs, InitArgs, SendArgs};
-use mimix::cli::packet::{KeygenArgs, PacketCmd};
-use mimix::cli::testnet::TestnetArgs;
+use cli::node::{ConfigArgs, InitArgs, SendArgs};
+use cli::packet::{KeygenArgs, PacketCmd};
+use cli::testnet::TestnetArgs;
 
 /// mimix: a Tor-native anonymous remailer (Mimix protocol v1).
 #[derive(Debug, Parser)]
@@ -41,15 +43,15 @@ enum Cmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Init(a) => mimix::cli::node::init(a),
-        Cmd::Run(a) => mimix::cli::node::run(a),
-        Cmd::Address(a) => mimix::cli::node::address(a),
-        Cmd::Status(a) => mimix::cli::node::status(a),
-        Cmd::Demo => mimix::cli::demo::run(),
-        Cmd::Testnet(a) => mimix::cli::testnet::run(a),
-        Cmd::Send(a) => mimix::cli::node::send(a),
-        Cmd::Packet(c) => mimix::cli::packet::run(c),
-        Cmd::Keygen(a) => mimix::cli::packet::keygen(a),
+        Cmd::Init(a) => cli::node::init(a),
+        Cmd::Run(a) => cli::node::run(a),
+        Cmd::Address(a) => cli::node::address(a),
+        Cmd::Status(a) => cli::node::status(a),
+        Cmd::Demo => cli::demo::run(),
+        Cmd::Testnet(a) => cli::testnet::run(a),
+        Cmd::Send(a) => cli::node::send(a),
+        Cmd::Packet(c) => cli::packet::run(c),
+        Cmd::Keygen(a) => cli::packet::keygen(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

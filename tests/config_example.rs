@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mimix::config::{Config, ConfigError, EXAMPLE_TOML, TorNetworkKind, TransportKind};
+use mimix::config::{Config, ConfigError, EXAMPLE_TOML};
+use mimix::transport::TransportKind;
+use mimix_tor::NetworkKind as TorNetworkKind;
 
 fn example_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("mimix.example.toml")

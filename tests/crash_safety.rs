@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use mimix::clock::{Clock, SystemClock};
 use mimix_packet::layout::BODY_OFFSET;
 use mimix_packet::{armour, dearmour};
 use support::net::{Network, counter, post_packet, wait_until};
@@ -33,7 +34,8 @@ const HANDOFF_WINDOW: Duration = Duration::from_secs(2);
 
 /// Some bits that differ between runs, for markers and jitter.
 fn nonce() -> u64 {
-    let t = SystemTime::now()
+    let t = SystemClock
+        .now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap();
     t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)
@@ -139,7 +141,7 @@ fn killed_nodes_lose_nothing_and_deliver_each_message_once() {
             if round == 1 {
                 victims.push("n1");
             }
-            kills.lock().unwrap().push(SystemTime::now());
+            kills.lock().unwrap().push(SystemClock.now());
             for v in &victims {
                 net.node(v).kill();
             }

@@ -184,7 +184,7 @@ async fn blocked_recipients_are_dropped_and_the_rest_delivered() {
     )
     .unwrap();
     let mut c = config(sink.port);
-    c.blocklist = Some(list);
+    c.blocklist = list;
     let exit = exit(&c);
 
     let mut d = prepare(

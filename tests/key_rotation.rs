@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mimix::clock::{Clock, ManualClock};
-use mimix::config::{Config, TransportKind};
+use mimix::config::Config;
 use mimix::keystore::KeyGenerator;
 use mimix::node::Node;
+use mimix::transport::TransportKind;
 use mimix::transport::{ClientError, ClientLimits, LoopbackDialer, fetch_conf, post_packet};
 use mimix_packet::crypto::KeyGenError;
 use mimix_packet::{ExitType, Hop, PublicKey, RemailerConf, SecretKey, armour, build_message};

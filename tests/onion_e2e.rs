@@ -10,8 +10,8 @@
 //! * a packet whose next hop is a valid but never published onion address
 //!   stays queued, its dial failing within `connect_timeout` each time.
 //!
-//! Needs `tor` and `tor-gencert` (Debian package `tor`); skipped with a
-//! message when they are missing. Wall time about 50-60 s on two cores:
+//! Needs `tor` and `tor-gencert` (Debian package `tor`): without them it
+//! fails, saying so. Wall time about 50-60 s on two cores:
 //! 10-20 s for the Tor network's first consensus, about 30 s letting the
 //! unreachable address be retried (two connect timeouts plus backoff), the
 //! rest onion circuits and pool rounds. Measurements are printed
@@ -25,10 +25,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mimix::cli::testnet::{find_tor, tor_toml};
+use mimix::config::Config;
 use mimix::transport::{ClientLimits, TorDialer, fetch_conf};
 use mimix_packet::RemailerConf;
 use mimix_tor::TorTransport;
+use mimix_tor::testnet::find_tor;
 use mimix_tor::testnet::{TestNetConfig, TestNetwork};
 use support::net::{NodeProc, assert_policed, config_toml, counter, message, mimix, wait_until};
 use support::smtp::SmtpSink;
@@ -162,10 +163,8 @@ const ATTEMPTS: usize = 3;
 
 #[test]
 fn onion_nodes_deliver_survive_a_restart_and_keep_packets_for_unreachable_onions() {
-    let Some((tor, tor_gencert)) = find_tor() else {
-        eprintln!("skipped: tor not installed (tor and tor-gencert, Debian package `tor`)");
-        return;
-    };
+    let (tor, tor_gencert) =
+        find_tor().expect("tor and tor-gencert are needed (Debian package `tor`)");
     for attempt in 1..=ATTEMPTS {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             scenario(tor.clone(), tor_gencert.clone())
@@ -209,7 +208,7 @@ fn scenario(tor: PathBuf, tor_gencert: PathBuf) {
     let net = rt.block_on(TestNetwork::start(&config)).unwrap();
     let net_up = wall.elapsed();
     eprintln!("onion_e2e: Tor test network ready in {net_up:.1?}");
-    let tor_block = tor_toml(net.network());
+    let tor_block = Config::tor_table(net.network()).unwrap();
 
     let dir = root.path();
     let mut nodes: Vec<NodeProc> = NAMES
@@ -292,9 +291,9 @@ fn scenario(tor: PathBuf, tor_gencert: PathBuf) {
     // keep their confs for `mimix send`.
     let client = rt
         .block_on(TorTransport::start(
-            &dir.join("client/state"),
-            &dir.join("client/cache"),
-            net.network(),
+            &net.network()
+                .clone()
+                .with_dirs(dir.join("client/state"), dir.join("client/cache")),
         ))
         .unwrap()
         .with_dial_timeout(CONNECT_TIMEOUT);

@@ -1,7 +1,8 @@
 //! The command line: clap definitions and the commands that run at the
-//! edge (the only place `anyhow` is used).
+//! edge (the only place `anyhow` is used). Private to the `mimix` binary.
 
 pub mod demo;
+mod localnet;
 pub mod node;
 pub mod packet;
 pub mod testnet;

@@ -7,11 +7,14 @@ use anyhow::{Context, bail};
 use clap::Args;
 use mimix_packet::armour;
 
-use crate::clock::SystemClock;
-use crate::config::{Config, default_data_dir};
-use crate::node::{Node, STATUS_FILE, private_dir};
-use crate::store::Store;
-use crate::transport::{ClientLimits, Dialer, LoopbackDialer, TorDialer, post_packet};
+use mimix::clock::{Clock, SystemClock};
+use mimix::config::{Config, default_data_dir};
+use mimix::keystore::{Keystore, SystemKeyGenerator};
+use mimix::node::{ADDRESS_FILE, Node, STATUS_FILE};
+use mimix::store::Store;
+use mimix::transport::{ClientLimits, Dialer, LoopbackDialer, TorDialer, post_packet};
+use mimix_settings::fs::private_dir;
+use mimix_tor::TorConfig;
 
 /// The config file `init` writes and `run` reads by default.
 pub const CONFIG_FILE: &str = "mimix.toml";
@@ -81,16 +84,8 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     let config = Config::load(&path)?;
     let store = Store::open(&config.store_dir())?;
-    let k = &config.keys;
-    let policy = crate::keystore::RotationPolicy {
-        bits: k.bits as usize,
-        lifetime_days: k.lifetime_days(),
-        renew_before_days: k.renew_before_days(),
-        grace_days: k.grace_days(),
-    };
-    let mut keys = crate::keystore::Keystore::open(&config.keys_dir(), store, policy)?;
-    let today = crate::clock::Clock::epoch_day(&SystemClock);
-    let made = keys.rotate(today, &mut crate::keystore::SystemKeyGenerator)?;
+    let mut keys = Keystore::open(&config.keys_dir(), store, config.keys)?;
+    let made = keys.rotate(SystemClock.epoch_day(), &mut SystemKeyGenerator)?;
     println!("wrote {}", path.display());
     for id in made.created {
         println!("new key {id}");
@@ -116,6 +111,14 @@ pub fn init_logging(filter: &str) {
 pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
     init_logging(&config.node.log);
+    // Kept for the whole run: identifying values then show in debug logs.
+    let _unsafe_logging = match config.node.safe_logging {
+        true => None,
+        false => {
+            tracing::warn!("safe logging is off: debug logs show addresses and packet details");
+            Some(mimix::safelog::disable().context("turning safe logging off")?)
+        }
+    };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
         let node = Node::start(config, Arc::new(SystemClock)).await?;
@@ -148,55 +151,59 @@ async fn wait_for_signal() {
 pub fn status(args: ConfigArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
     // A running node holds the store; it writes its status file every minute.
-    match Store::open(&config.store_dir()) {
-        Ok(store) => {
-            let doc = serde_json::json!({
-                "running": false,
-                "pool": store.pool_count()?,
-                "outbound": store.outbound_len()?,
-                "mail": store.mail_len()?,
-                "partials": store.partial_count(),
-                "counters": store.counters()?,
-            });
-            println!("{}", serde_json::to_string_pretty(&doc)?);
-        }
-        Err(_) => {
+    let doc = match Store::open(&config.store_dir()) {
+        Ok(store) => serde_json::json!({
+            "running": false,
+            "pool": store.pool_count()?,
+            "outbound": store.outbound_len()?,
+            "mail": store.mail_len()?,
+            "partials": store.partial_count(),
+            "counters": store.counters()?,
+        }),
+        Err(e) if e.is_locked() => {
             let path = config.data_dir().join(STATUS_FILE);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("the node is running; reading {}", path.display()))?;
-            let mut doc: serde_json::Value = serde_json::from_str(&text)?;
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "the store is locked by a running node; reading its status file {}",
+                    path.display()
+                )
+            })?;
+            let mut doc: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("reading {}", path.display()))?;
             doc["running"] = serde_json::json!(true);
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            doc
         }
-    }
+        Err(e) => return Err(anyhow::Error::new(e).context("cannot open the store")),
+    };
+    println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
 }
 
 /// `mimix send`: builds the packets and posts them to the chain's entry,
 /// over Tor (a fresh, temporary Tor client) unless `--insecure-direct`.
 pub fn send(a: SendArgs) -> anyhow::Result<()> {
-    let today = crate::clock::Clock::epoch_day(&SystemClock);
+    let today = SystemClock.epoch_day();
     let packets = a.what.build(today)?;
     let entry = entry_address(&a.what.confs, &a.what.chain, today)?;
     let network = match &a.config {
-        Some(path) => crate::node::tor_network(&Config::load(path)?.tor),
-        None => mimix_tor::TorNetwork::Public,
+        Some(path) => Config::load(path)?.tor,
+        None => TorConfig::default(),
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
         let limits = ClientLimits::default();
         // Kept until the end: the Tor client writes its state on shutdown.
-        let state = tempdir()?;
+        let state = tempfile::Builder::new()
+            .prefix("mimix-send-")
+            .tempdir()
+            .context("creating a temporary directory")?;
         let dialer: Box<dyn Dialer> = if a.insecure_direct {
             Box::new(LoopbackDialer)
         } else {
-            let tor = mimix_tor::TorTransport::start(
-                &state.0.join("state"),
-                &state.0.join("cache"),
-                &network,
-            )
-            .await
-            .context("starting the Tor client")?;
+            let network = network.with_dirs(state.path().join("state"), state.path().join("cache"));
+            let tor = mimix_tor::TorTransport::start(&network)
+                .await
+                .context("starting the Tor client")?;
             Box::new(TorDialer::new(Arc::new(tor)))
         };
         for (i, p) in packets.iter().enumerate() {
@@ -230,23 +237,6 @@ pub fn send(a: SendArgs) -> anyhow::Result<()> {
     })
 }
 
-/// A private temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempdir() -> anyhow::Result<TempDir> {
-    let mut name = [0u8; 8];
-    rand::RngExt::fill(&mut rand::rng(), &mut name);
-    let dir = std::env::temp_dir().join(format!("mimix-send-{}", hex::encode(name)));
-    private_dir(&dir)?;
-    Ok(TempDir(dir))
-}
-
 /// `mimix address`: the node's published address (written at start).
 pub fn address(args: ConfigArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
@@ -254,7 +244,7 @@ pub fn address(args: ConfigArgs) -> anyhow::Result<()> {
         println!("{a}");
         return Ok(());
     }
-    let path = config.data_dir().join(crate::node::ADDRESS_FILE);
+    let path = config.data_dir().join(ADDRESS_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "reading {} (run the node once to create its onion service)",

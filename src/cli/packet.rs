@@ -15,8 +15,8 @@ use mimix_packet::{
 };
 use serde_json::json;
 
-use crate::clock::{Clock, SystemClock};
-use crate::keystore::files::{read_secret_file, write_secret_file};
+use mimix::clock::{Clock, SystemClock};
+use mimix::keystore::files::{read_secret_file, write_secret_file};
 
 /// How far into the past `packet peel` accepts timestamps by default.
 const PEEL_MAX_AGE_DAYS: u64 = 14;
@@ -233,7 +233,8 @@ pub fn build_packets(
 
 fn run_build(a: BuildArgs) -> anyhow::Result<()> {
     let packets = a.what.build(day(a.at.as_deref())?)?;
-    fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    mimix_settings::fs::create_private_dir(&a.out)
+        .with_context(|| format!("creating {}", a.out.display()))?;
     let mut files = Vec::new();
     for (i, p) in packets.iter().enumerate() {
         let path = a.out.join(format!("packet-{}.txt", i + 1));

@@ -6,14 +6,18 @@
 //! durations are human strings (`"15m"`, `"28d"`), sizes are bytes or human
 //! sizes (`65536`, `"64KiB"`).
 //!
+//! Each table's type, defaults and validation live with the subsystem that
+//! uses it ([`NodeConfig`], [`TransportConfig`], [`TorConfig`],
+//! [`PoolConfig`], [`DummyConfig`], [`ReplayConfig`], [`KeysConfig`],
+//! [`OutboundConfig`], [`ExitConfig`], [`DirectoryConfig`]); this module
+//! only aggregates them, resolves paths and checks the rules that span
+//! tables. A new setting touches its subsystem and `mimix.example.toml`.
+//!
 //! [`Config::load`] reads, resolves and validates a file: paths default to
 //! places under the data directory, `~/` is expanded and relative paths are
 //! taken relative to the file's directory. [`Config::default_for`] is the
 //! configuration used when there is no file at all.
 
-mod exit;
-mod sections;
-mod serde_helpers;
 mod validate;
 
 #[cfg(test)]
@@ -22,17 +26,16 @@ mod tests;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use mimix_settings::Invalid;
+use mimix_tor::TorConfig;
 use serde::{Deserialize, Serialize};
 
-pub use exit::{
-    ExitConfig, ExitPolicyConfig, MAX_PAYLOAD, MailRetryConfig, ReassemblyConfig, SmtpConfig,
-    SmtpMode, SmtpTls,
-};
-pub use sections::{
-    DirectoryConfig, DummyConfig, KeysConfig, KnownRemailer, NodeConfig, OutboundConfig,
-    PoolConfig, ReplayConfig, TorAuthority, TorConfig, TorFallback, TorNetworkKind,
-    TransportConfig, TransportKind,
-};
+use crate::directory::DirectoryConfig;
+use crate::exit::ExitConfig;
+use crate::keystore::KeysConfig;
+use crate::node::{NodeConfig, OutboundConfig, ReplayConfig};
+use crate::pool::{DummyConfig, PoolConfig};
+use crate::transport::TransportConfig;
 
 /// The only `config_version` this build reads.
 pub const SUPPORTED_VERSION: u32 = 1;
@@ -178,6 +181,15 @@ impl ConfigError {
     }
 }
 
+impl From<Invalid> for ConfigError {
+    fn from(e: Invalid) -> Self {
+        Self::Invalid {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
 /// The environment that path resolution depends on.
 #[derive(Debug, Clone, Default)]
 struct Env {
@@ -272,7 +284,7 @@ impl Config {
     /// Check every value and the rules between them (called by
     /// [`Config::load`] and [`Config::from_toml_str`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate::validate(self)
+        Ok(validate::validate(self)?)
     }
 
     /// The data directory.
@@ -294,6 +306,17 @@ impl Config {
     /// included, without comments).
     pub fn to_toml(&self) -> Result<String, ConfigError> {
         Ok(toml::to_string(self)?)
+    }
+
+    /// A `[tor]` table as TOML text (for configs written by programs, such
+    /// as the test network's nodes). Its array tables come last, so other
+    /// tables go after it.
+    pub fn tor_table(tor: &TorConfig) -> Result<String, ConfigError> {
+        #[derive(Serialize)]
+        struct Table<'a> {
+            tor: &'a TorConfig,
+        }
+        Ok(toml::to_string(&Table { tor })?)
     }
 
     /// The commented example configuration with `node.data_dir` set to

@@ -3,8 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::validate::base_url_host;
 use super::*;
+use crate::directory::KnownRemailer;
+use crate::exit::smtp::RelayTls as SmtpTls;
+use crate::transport::TransportKind;
+use mimix_tor::NetworkKind as TorNetworkKind;
 
 const V1: &str = "config_version = 1\n";
 
@@ -352,34 +355,6 @@ fn addresses_must_suit_the_transport() {
 }
 
 #[test]
-fn base_url_forms() {
-    for (url, host) in [
-        ("http://abc.onion", "abc.onion"),
-        ("http://ABC.onion:8080/", "abc.onion"),
-        ("http://127.0.0.1:80", "127.0.0.1"),
-        ("http://[::1]:8080", "[::1]"),
-    ] {
-        assert_eq!(base_url_host(url).unwrap(), host, "{url}");
-    }
-    for url in [
-        "abc.onion",
-        "http://",
-        "http://a.onion/path",
-        "http://u@a.onion",
-        "http://a.onion?q",
-        "http://a.onion:0",
-        "http://a.onion:99999",
-        "http://a.onion:+80",
-        "http://a..onion",
-        "http://[::1",
-        "http://[zz]:80",
-        "http://a b.onion",
-    ] {
-        assert!(base_url_host(url).is_err(), "{url}");
-    }
-}
-
-#[test]
 fn tor_custom_network() {
     let fp = "0123456789ABCDEF0123456789ABCDEF01234567";
     let ed = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA";
@@ -437,7 +412,7 @@ fn effective_config_round_trips_through_toml() {
 
 #[test]
 fn durations_are_written_in_whole_units() {
-    use super::serde_helpers::duration::format;
+    use mimix_settings::duration::format;
     for (secs, text) in [
         (0, "0s"),
         (90, "90s"),

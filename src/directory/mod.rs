@@ -8,14 +8,79 @@
 //! key ID matches its key, its address matches the configured one, and its
 //! key is valid today.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::RwLock;
 
 use mimix_packet::{Hop, RemailerConf};
+use mimix_settings::{Checked, Invalid, check, path};
+use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use crate::config::KnownRemailer;
-use crate::transport::{ClientLimits, Dialer, fetch_conf};
+use crate::transport::{ClientLimits, Dialer, PeerUrl, fetch_conf};
+
+/// Whether `name` is a remailer name mimix publishes and accepts in its
+/// configuration: 1 to 32 ASCII letters, digits, `-`, `_` or `.`.
+pub fn is_remailer_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A remailer known from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownRemailer {
+    /// Its name, as in its `remailer-conf.txt`.
+    pub name: String,
+    /// Its base URL (`http://host[:port]`).
+    pub address: String,
+    /// A local copy of its `remailer-conf.txt`; without it the conf is
+    /// fetched from `<address>/remailer-conf.txt`.
+    #[serde(
+        default,
+        with = "path::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub conf: Option<PathBuf>,
+}
+
+/// `[directory]`: the remailers this node knows about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// Known remailers, used for dummy chains and peer checks.
+    pub remailers: Vec<KnownRemailer>,
+}
+
+impl DirectoryConfig {
+    /// Checks every entry (names valid and distinct, addresses base URLs
+    /// and distinct); fields are named relative to the table. Whether the
+    /// transport reaches an address is checked by the configuration.
+    pub fn validate(&self) -> Checked {
+        let mut names = HashSet::new();
+        let mut addresses = HashSet::new();
+        for (i, r) in self.remailers.iter().enumerate() {
+            let field = |f: &str| format!("remailers[{i}].{f}");
+            check(is_remailer_name(&r.name), &field("name"), || {
+                format!(
+                    "{:?} must be 1 to 32 ASCII letters, digits, '-', '_' or '.'",
+                    r.name
+                )
+            })?;
+            let url = PeerUrl::parse(&r.address)
+                .map_err(|e| Invalid::new(field("address"), format!("{:?}: {e}", r.address)))?;
+            check(names.insert(r.name.as_str()), &field("name"), || {
+                format!("{:?} is listed twice", r.name)
+            })?;
+            check(addresses.insert(url), &field("address"), || {
+                "listed twice".into()
+            })?;
+        }
+        Ok(())
+    }
+}
 
 /// Why a remailer's conf could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +126,11 @@ pub struct Directory {
     peers: RwLock<Vec<Peer>>,
 }
 
-fn check(known: &KnownRemailer, text: &str, today: u64) -> Result<RemailerConf, DirectoryError> {
+fn check_conf(
+    known: &KnownRemailer,
+    text: &str,
+    today: u64,
+) -> Result<RemailerConf, DirectoryError> {
     let conf = RemailerConf::parse_valid(text, today).map_err(|source| DirectoryError::Conf {
         name: known.name.clone(),
         source,
@@ -89,7 +158,7 @@ impl Directory {
                             path: path.clone(),
                             source,
                         })
-                        .and_then(|text| check(k, &text, today));
+                        .and_then(|text| check_conf(k, &text, today));
                     r.map_err(|e| errors.push(e)).ok()
                 });
                 Peer {
@@ -117,7 +186,7 @@ impl Directory {
             .collect();
         for k in todo {
             let result = match fetch_conf(dialer, &k.address, limits).await {
-                Ok(text) => check(&k, &text, today),
+                Ok(text) => check_conf(&k, &text, today),
                 Err(source) => Err(DirectoryError::Fetch {
                     name: k.name.clone(),
                     source,

@@ -1,13 +1,14 @@
-//! A message ready for SMTP, and the address checks it relies on.
-
-use std::str::FromStr;
+//! A message ready for SMTP, and its encoding for the mail queue.
 
 use lettre::Address;
 
-use super::policy::PolicyError;
+use super::address::{addr_str, envelope_address, find};
+use super::error::PolicyError;
+use crate::safelog::{bytes, sensitive};
 
-/// A message ready for SMTP.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A message ready for SMTP. Its `Debug` output shows no address and no
+/// text ([`crate::safelog`]).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// SMTP envelope sender (the operator's address).
     pub envelope_from: Address,
@@ -15,6 +16,16 @@ pub struct Delivery {
     pub envelope_to: Vec<Address>,
     /// The complete message, CRLF line ends, ending in CRLF.
     pub message: Vec<u8>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("envelope_to", &sensitive(&self.envelope_to))
+            .field("recipients", &sensitive(self.envelope_to.len()))
+            .field("message", &bytes(self.message.len()))
+            .finish_non_exhaustive()
+    }
 }
 
 const ENCODING_MAGIC: &[u8] = b"MIMIX-DELIVERY 1\r\n";
@@ -59,34 +70,4 @@ impl Delivery {
             message: rest.to_vec(),
         })
     }
-}
-
-/// Validates a recipient (or envelope) address: ASCII, parseable, a dotted
-/// domain that is not an IP literal.
-pub fn recipient(s: &str) -> Result<Address, PolicyError> {
-    if !s.is_ascii() || s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err(PolicyError::InvalidAddress);
-    }
-    let addr = Address::from_str(s).map_err(|_| PolicyError::InvalidAddress)?;
-    let domain = addr.domain();
-    if domain.starts_with('[') || !domain.contains('.') {
-        return Err(PolicyError::InvalidAddress);
-    }
-    Ok(addr)
-}
-
-/// Any ASCII address without controls (the envelope sender may be
-/// `nobody@localhost`).
-pub(super) fn envelope_address(s: &str) -> Option<Address> {
-    let plain = s.is_ascii() && !s.bytes().any(|b| b.is_ascii_control() || b == b' ');
-    plain.then(|| Address::from_str(s).ok()).flatten()
-}
-
-/// The text of an address.
-pub(crate) fn addr_str(a: &Address) -> &str {
-    a.as_ref()
-}
-
-pub(super) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }

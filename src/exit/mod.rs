@@ -11,8 +11,10 @@
 //! and counted. Temporary failures come back as [`DeliveryResult::Retry`]
 //! for the mail queue to retry with backoff.
 
+pub mod address;
 pub mod blocklist;
 pub mod delivery;
+mod error;
 pub mod mx;
 pub mod policy;
 pub mod reassembly;
@@ -21,21 +23,29 @@ pub mod smtp;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use serde::Deserialize;
+use mimix_settings::{Checked, days, duration, hours, minutes, path};
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
+use crate::queue::{Caps, Retry};
 use blocklist::{Blocklist, BlocklistError};
 use mx::MxResolver;
-use policy::{Policy, PolicyConfig, PolicyError};
-use smtp::{DeliveryFailure, FailureKind, Mailer, SmtpConfig, SmtpError};
+use policy::{Policy, PolicyConfig};
+use reassembly::ReassemblyConfig;
+use smtp::{DeliveryFailure, FailureKind, Mailer, SmtpConfig, SmtpError, SmtpMode};
 
 pub use delivery::Delivery;
+pub use error::PolicyError;
 pub use smtp::DeliveryResult;
 
 /// Errors setting up the exit.
 #[derive(Debug, thiserror::Error)]
 pub enum ExitError {
+    /// The settings are invalid.
+    #[error("exit: {0}")]
+    Config(#[from] mimix_settings::Invalid),
     /// The header policy settings are invalid.
     #[error("exit policy: {0}")]
     Policy(#[from] PolicyError),
@@ -47,25 +57,97 @@ pub enum ExitError {
     Blocklist(#[from] BlocklistError),
 }
 
-/// Exit delivery settings (the `[exit]` table).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// `[exit]`: everything an exit node needs (used only with
+/// `node.smtp_exit = true`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExitConfig {
-    /// Header policy (`[exit.policy]`).
+    /// File of blocked destination addresses; a missing file blocks
+    /// nothing. Empty: no blocklist (the node's configuration fills in
+    /// `<data_dir>/blocklist.txt`).
+    #[serde(with = "path", skip_serializing_if = "path::is_unset")]
+    pub blocklist: PathBuf,
+    /// `[exit.policy]`: header rewriting and limits.
     pub policy: PolicyConfig,
-    /// SMTP delivery (`[exit.smtp]`).
+    /// `[exit.smtp]`: how mail leaves the exit.
     pub smtp: SmtpConfig,
-    /// Destination blocklist file; `None` (default): nothing is blocked.
-    /// A configured but missing file is an empty list.
-    pub blocklist: Option<PathBuf>,
+    /// `[exit.retry]`: retries of temporarily failed deliveries, and how
+    /// many run at once.
+    pub retry: MailRetryConfig,
+    /// `[exit.reassembly]`: incomplete multi-chunk messages.
+    pub reassembly: ReassemblyConfig,
 }
 
 impl ExitConfig {
-    /// Checks the settings without touching files or the network.
-    pub fn validate(&self) -> Result<(), ExitError> {
-        self.policy.validate()?;
-        self.smtp.validate()?;
-        Ok(())
+    /// Checks the settings without touching files or the network; fields
+    /// are named relative to the table.
+    pub fn validate(&self) -> Checked {
+        self.policy.validate().map_err(|e| e.within("policy"))?;
+        self.smtp.validate().map_err(|e| e.within("smtp"))?;
+        self.retry.validate().map_err(|e| e.within("retry"))?;
+        self.reassembly
+            .validate()
+            .map_err(|e| e.within("reassembly"))
+    }
+}
+
+/// `[exit.retry]`: deliveries that failed temporarily are retried after
+/// `initial`, then after twice as long each time, up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailRetryConfig {
+    /// Wait before the first retry; doubled after each failure.
+    #[serde(with = "duration")]
+    pub initial: Duration,
+    /// Longest wait between retries.
+    #[serde(with = "duration")]
+    pub max: Duration,
+    /// A message still undelivered this long after it was queued is
+    /// dropped.
+    #[serde(with = "duration")]
+    pub give_up_after: Duration,
+    /// Most deliveries in progress at once.
+    pub concurrency: usize,
+    /// Most deliveries in progress to one destination (the relay, or in MX
+    /// mode one recipient domain), so a slow domain holds only its own
+    /// share.
+    pub per_destination: usize,
+}
+
+impl Default for MailRetryConfig {
+    fn default() -> Self {
+        Self {
+            initial: minutes(5),
+            max: hours(6),
+            give_up_after: days(5),
+            concurrency: 8,
+            per_destination: 2,
+        }
+    }
+}
+
+impl MailRetryConfig {
+    /// The queue worker's backoff.
+    pub fn retry(&self) -> Retry {
+        Retry {
+            initial: self.initial,
+            max: self.max,
+            give_up_after: self.give_up_after,
+        }
+    }
+
+    /// The queue worker's caps.
+    pub fn caps(&self) -> Caps {
+        Caps {
+            concurrency: self.concurrency,
+            per_destination: self.per_destination,
+        }
+    }
+
+    /// Checks every value; fields are named relative to the table.
+    pub fn validate(&self) -> Checked {
+        self.retry().validate(["initial", "max", "give_up_after"])?;
+        self.caps().validate(["concurrency", "per_destination"])
     }
 }
 
@@ -105,6 +187,8 @@ pub struct Exit {
     mailer: Mailer,
     clock: Arc<dyn Clock>,
     counters: Counters,
+    /// The relay host, in relay mode.
+    relay: Option<String>,
 }
 
 impl std::fmt::Debug for Exit {
@@ -141,14 +225,31 @@ impl Exit {
         mailer: Mailer,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ExitError> {
-        let blocklist = config.blocklist.as_ref().map(Blocklist::load).transpose()?;
+        config.validate()?;
+        let blocklist = Some(&config.blocklist)
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Blocklist::load)
+            .transpose()?;
+        let relay = (config.smtp.mode == SmtpMode::Relay).then(|| config.smtp.host.clone());
         Ok(Self {
             policy,
             blocklist,
             mailer,
             clock,
             counters: Counters::default(),
+            relay,
         })
+    }
+
+    /// The destination a message queued for `domain` (its first
+    /// recipient's domain, see [`address::first_recipient_domain`]) is
+    /// delivered to, the key of the mail queue's per-destination cap: the
+    /// relay in relay mode, else the domain itself.
+    pub fn destination(&self, domain: &str) -> String {
+        match &self.relay {
+            Some(host) => host.clone(),
+            None => domain.to_owned(),
+        }
     }
 
     /// Applies the header policy and the blocklist to a reassembled
@@ -185,6 +286,18 @@ impl Exit {
     /// already got it.
     pub async fn deliver(&self, delivery: &mut Delivery) -> DeliveryResult {
         let blocked = self.drop_blocked(delivery);
+        self.send_after(delivery, blocked).await
+    }
+
+    /// As [`Exit::deliver`] without checking the blocklist again: for a
+    /// caller that just did ([`Exit::prepare`] or [`Exit::drop_blocked`]),
+    /// off the runtime's threads.
+    pub async fn send(&self, delivery: &mut Delivery) -> DeliveryResult {
+        self.send_after(delivery, 0).await
+    }
+
+    /// Sends `delivery`, `blocked` of whose recipients were just dropped.
+    async fn send_after(&self, delivery: &mut Delivery, blocked: usize) -> DeliveryResult {
         if delivery.envelope_to.is_empty() {
             let kind = if blocked > 0 {
                 FailureKind::Blocked
@@ -199,7 +312,8 @@ impl Exit {
         bump(&c.failed_recipients, report.failed.len());
         bump(&c.deferred_recipients, report.pending.len());
         for (_, f) in &report.failed {
-            tracing::debug!(failure = %f, detail = %f.detail, "exit: recipient failed");
+            let detail = crate::safelog::sensitive(&f.detail);
+            tracing::debug!(failure = %f, %detail, "exit: recipient failed");
         }
         let result = report.result();
         delivery.envelope_to = report.pending.into_iter().map(|(a, _)| a).collect();
@@ -219,8 +333,9 @@ impl Exit {
         }
     }
 
-    /// Removes blocked recipients; returns how many.
-    fn drop_blocked(&self, delivery: &mut Delivery) -> usize {
+    /// Removes blocked recipients (reading the blocklist file again if it
+    /// changed: blocking); returns how many.
+    pub fn drop_blocked(&self, delivery: &mut Delivery) -> usize {
         let Some(list) = &self.blocklist else {
             return 0;
         };

@@ -34,12 +34,17 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 use std::time::SystemTime;
 
+use crate::net::is_host_name;
 use lettre::Address;
 use lettre::message::Mailbox;
 
-use super::delivery::{Delivery, addr_str, envelope_address, find, recipient};
 use mail_parser::{HeaderName, HeaderValue, MessageParser};
-use serde::Deserialize;
+use mimix_settings::{Checked, Invalid, check, printable_ascii, size};
+use serde::{Deserialize, Serialize};
+
+use super::address::{addr_str, envelope_address, find, recipient};
+use super::delivery::Delivery;
+pub use super::error::PolicyError;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
@@ -51,7 +56,19 @@ pub const DEFAULT_COMMENTS: &str = "This message was sent through an anonymous r
      Replying to the sender is not possible.";
 
 /// Largest reassembled payload (255 chunks of 10240 bytes).
-pub const MAX_PAYLOAD: usize = 255 * 10_240;
+pub const MAX_PAYLOAD: usize = mimix_packet::layout::MAX_MESSAGE_LEN;
+
+/// Smallest `max_message_size` accepted.
+const MIN_MESSAGE_SIZE: usize = 1024;
+
+/// Largest `max_message_size` accepted (room for decompressed payloads).
+const MAX_MESSAGE_SIZE: usize = 4 * MAX_PAYLOAD;
+
+/// Largest `max_recipients` accepted.
+const MAX_RECIPIENTS: usize = 1000;
+
+/// Longest `Comments:` text.
+const MAX_COMMENTS: usize = 900;
 
 /// Default size limit of the delivered message: the largest payload plus
 /// room for the headers the exit adds.
@@ -118,69 +135,9 @@ pub const DEFAULT_DENY_HEADERS: &[&str] = &[
 /// Longest line SMTP allows, without its CRLF (RFC 5321 4.5.3.1.6).
 const MAX_LINE: usize = 998;
 
-/// A reason a payload is not delivered, or a configuration is invalid.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PolicyError {
-    /// The payload is not an RFC 2822 message.
-    #[error("payload is not a parseable message")]
-    Unparseable,
-    /// A header line is malformed in a way that could inject headers.
-    #[error("malformed header line: {0}")]
-    MalformedHeader(&'static str),
-    /// The message names no recipient.
-    #[error("message has no recipients")]
-    NoRecipients,
-    /// A recipient in To/Cc/Bcc is not an acceptable address.
-    #[error("invalid recipient address")]
-    InvalidAddress,
-    /// More distinct recipients than allowed.
-    #[error("{found} recipients, at most {max} allowed")]
-    TooManyRecipients {
-        /// Distinct recipients found.
-        found: usize,
-        /// Configured limit.
-        max: usize,
-    },
-    /// The payload or the resulting message exceeds the size limit.
-    #[error("message of {size} bytes exceeds the limit of {max}")]
-    TooLarge {
-        /// Size in bytes.
-        size: usize,
-        /// Configured limit.
-        max: usize,
-    },
-    /// Every recipient is on the destination blocklist.
-    #[error("all {0} recipients are blocked")]
-    AllRecipientsBlocked(usize),
-    /// The clock is outside the range a `Date:` header can express.
-    #[error("clock out of range for a Date header")]
-    ClockOutOfRange,
-    /// An encoded [`Delivery`] is malformed.
-    #[error("malformed encoded delivery")]
-    BadEncoding,
-    /// Configuration: `from` is not a mailbox with a display name
-    /// containing "Anonymous" in printable ASCII.
-    #[error("invalid exit from {0:?}: {1}")]
-    BadFrom(String, &'static str),
-    /// Configuration: `envelope_from` is not a valid ASCII address.
-    #[error("invalid envelope_from {0:?}")]
-    BadEnvelopeFrom(String),
-    /// Configuration: `comments` holds control characters or is too long.
-    #[error("invalid comments: {0}")]
-    BadComments(&'static str),
-    /// Configuration: `message_id_domain` is not a domain name.
-    #[error("invalid message_id_domain {0:?}")]
-    BadDomain(String),
-    /// Configuration: a header pattern is not a field name or `prefix*`.
-    #[error("invalid header pattern {0:?}")]
-    BadPattern(String),
-    /// Configuration: a size or count limit is out of range.
-    #[error("invalid limit: {0}")]
-    BadLimit(&'static str),
-}
-
-/// Header policy settings (the `[exit.policy]` table).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `[exit.policy]`: what delivered mail looks like, and the limits on
+/// what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// The `From:` put on every message; its display name must contain
@@ -189,20 +146,25 @@ pub struct PolicyConfig {
     pub from: String,
     /// SMTP envelope sender (where bounces go). Default: the address of
     /// `from`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub envelope_from: Option<String>,
-    /// Text of the `Comments:` header; empty for none. Printable ASCII,
-    /// folded automatically. Default [`DEFAULT_COMMENTS`].
-    pub comments: String,
+    /// Text of the `Comments:` header (printable ASCII, folded
+    /// automatically); empty for none. Default [`DEFAULT_COMMENTS`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comments: Option<String>,
     /// Domain of generated Message-IDs. Default: the domain of `from`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id_domain: Option<String>,
     /// Sender headers to drop (names or `prefix*`, case-insensitive).
-    /// Default [`DEFAULT_DENY_HEADERS`].
-    pub deny_headers: Vec<String>,
+    /// Default [`DEFAULT_DENY_HEADERS`]; setting it replaces that list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deny_headers: Option<Vec<String>>,
     /// If not empty, only these sender headers (and To/Cc) pass; the deny
     /// list still applies. Default empty (everything not denied passes).
     pub allow_headers: Vec<String>,
     /// Largest payload accepted and message delivered, in bytes. Default
     /// [`DEFAULT_MAX_MESSAGE_SIZE`].
+    #[serde(with = "size")]
     pub max_message_size: usize,
     /// Most distinct recipients per message. Default
     /// [`DEFAULT_MAX_RECIPIENTS`].
@@ -214,12 +176,9 @@ impl Default for PolicyConfig {
         Self {
             from: DEFAULT_FROM.to_owned(),
             envelope_from: None,
-            comments: DEFAULT_COMMENTS.to_owned(),
+            comments: None,
             message_id_domain: None,
-            deny_headers: DEFAULT_DENY_HEADERS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            deny_headers: None,
             allow_headers: Vec::new(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_recipients: DEFAULT_MAX_RECIPIENTS,
@@ -228,9 +187,62 @@ impl Default for PolicyConfig {
 }
 
 impl PolicyConfig {
-    /// Checks every setting (as [`Policy::new`] does).
-    pub fn validate(&self) -> Result<(), PolicyError> {
-        Policy::new(self).map(|_| ())
+    /// The `Comments:` text in effect.
+    pub fn comments_text(&self) -> &str {
+        self.comments.as_deref().unwrap_or(DEFAULT_COMMENTS)
+    }
+
+    /// The deny list in effect.
+    pub fn deny_list(&self) -> Vec<String> {
+        match &self.deny_headers {
+            Some(list) => list.clone(),
+            None => DEFAULT_DENY_HEADERS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        }
+    }
+
+    /// Checks every setting (as [`Policy::new`] does); fields are named
+    /// relative to the table.
+    pub fn validate(&self) -> Checked {
+        let lists = [
+            (
+                "deny_headers",
+                self.deny_headers.as_deref().unwrap_or_default(),
+            ),
+            ("allow_headers", self.allow_headers.as_slice()),
+        ];
+        for (field, list) in lists {
+            for (i, h) in list.iter().enumerate() {
+                Pattern::parse(h)
+                    .map_err(|e| Invalid::new(format!("{field}[{i}]"), e.to_string()))?;
+            }
+        }
+        check(
+            (MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE).contains(&self.max_message_size),
+            "max_message_size",
+            || {
+                format!(
+                    "must be {MIN_MESSAGE_SIZE} to {MAX_MESSAGE_SIZE} bytes, got {}",
+                    self.max_message_size
+                )
+            },
+        )?;
+        check(
+            (1..=MAX_RECIPIENTS).contains(&self.max_recipients),
+            "max_recipients",
+            || format!("must be 1 to {MAX_RECIPIENTS}, got {}", self.max_recipients),
+        )?;
+        Policy::new(self).map(drop).map_err(|e| {
+            let field = match e {
+                PolicyError::BadEnvelopeFrom(_) => "envelope_from",
+                PolicyError::BadComments(_) => "comments",
+                PolicyError::BadDomain(_) => "message_id_domain",
+                _ => "from",
+            };
+            Invalid::new(field, e.to_string())
+        })
     }
 }
 
@@ -248,7 +260,7 @@ impl Pattern {
             Some(p) => (p, true),
             None => (s, false),
         };
-        if (body.is_empty() && !prefix) || !body.bytes().all(|b| is_ftext(b) && b != b'*') {
+        if body.is_empty() || !body.bytes().all(|b| is_ftext(b) && b != b'*') {
             return Err(bad());
         }
         let body = body.to_ascii_lowercase();
@@ -294,16 +306,16 @@ impl Policy {
             Some(d) => d.clone(),
             None => from_addr.domain().to_owned(),
         };
-        if !is_domain(&message_id_domain) {
+        if !is_host_name(&message_id_domain) {
             return Err(PolicyError::BadDomain(message_id_domain));
         }
-        let comments_lines = render_comments(&config.comments)?;
+        let comments_lines = render_comments(config.comments_text())?;
         let patterns = |list: &[String]| -> Result<Vec<_>, _> {
             list.iter().map(|p| Pattern::parse(p)).collect()
         };
-        let deny = patterns(&config.deny_headers)?;
+        let deny = patterns(&config.deny_list())?;
         let allow = patterns(&config.allow_headers)?;
-        if config.max_message_size < 1024 {
+        if config.max_message_size < MIN_MESSAGE_SIZE {
             return Err(PolicyError::BadLimit("max_message_size below 1024"));
         }
         if config.max_recipients == 0 {
@@ -529,7 +541,7 @@ fn push_body(body: &[u8], out: &mut Vec<u8>) {
 
 fn render_from(from: &str) -> Result<(String, Address), PolicyError> {
     let bad = |why| PolicyError::BadFrom(from.to_owned(), why);
-    if !from.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+    if !printable_ascii(from) {
         return Err(bad("must be printable ASCII"));
     }
     let mailbox = Mailbox::from_str(from).map_err(|_| bad("not a mailbox"))?;
@@ -560,8 +572,8 @@ fn render_comments(text: &str) -> Result<Option<String>, PolicyError> {
             "must be printable ASCII on one line",
         ));
     }
-    if text.len() > 4096 {
-        return Err(PolicyError::BadComments("longer than 4096 bytes"));
+    if text.len() > MAX_COMMENTS {
+        return Err(PolicyError::BadComments("longer than 900 bytes"));
     }
     let mut words = text.split_ascii_whitespace().peekable();
     if words.peek().is_none() {
@@ -587,18 +599,6 @@ fn render_comments(text: &str) -> Result<Option<String>, PolicyError> {
 /// RFC 5322 field-name characters: printable ASCII except colon.
 fn is_ftext(b: u8) -> bool {
     (33..=126).contains(&b) && b != b':'
-}
-
-fn is_domain(d: &str) -> bool {
-    !d.is_empty()
-        && d.len() <= 253
-        && d.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
 }
 
 #[cfg(test)]

@@ -22,21 +22,19 @@
 
 use std::time::{Duration, SystemTime};
 
+use mimix_packet::ExitType;
+use mimix_settings::{Checked, check, days, duration, positive};
+use serde::{Deserialize, Serialize};
+
 use crate::store::{
     ExitChunk, ExitJobId, MailId, SetHeader, Store, StoreError, Tx, counter, to_ms,
 };
 
 /// Largest payload of one chunk.
-pub const MAX_CHUNK_PAYLOAD: usize = 10_240;
+pub const MAX_CHUNK_PAYLOAD: usize = mimix_packet::layout::BODY_LEN;
 
 /// Largest reassembled message: 255 full chunks.
-pub const MAX_MESSAGE: usize = 255 * MAX_CHUNK_PAYLOAD;
-
-/// Exit type of an SMTP message.
-pub const EXIT_SMTP: u8 = 0;
-
-/// Exit type of a dummy message.
-pub const EXIT_DUMMY: u8 = 1;
+pub const MAX_MESSAGE: usize = mimix_packet::layout::MAX_MESSAGE_LEN;
 
 /// Errors from reassembly (only store failures: bad chunks are outcomes).
 #[derive(Debug, thiserror::Error)]
@@ -46,24 +44,36 @@ pub enum ReassemblyError {
     Store(#[from] StoreError),
 }
 
-/// Limits on the partial messages kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReassemblyLimits {
-    /// Largest number of incomplete sets stored at once; chunks that would
-    /// open one more are rejected.
-    pub max_partial_sets: usize,
+/// `[exit.reassembly]`: limits on the partial messages kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReassemblyConfig {
     /// How long an incomplete set is kept after its first chunk arrived.
+    #[serde(with = "duration")]
     pub expiry: Duration,
+    /// Largest number of incomplete sets stored at once (each can hold up
+    /// to 2.6 MB); chunks that would open one more are rejected.
+    pub max_partial_sets: usize,
 }
 
-impl Default for ReassemblyLimits {
+impl Default for ReassemblyConfig {
     /// 256 open sets (at most 256 * 255 * 10240 bytes, about 670 MB) kept
     /// for 28 days, the reference's chunk store lifetime.
     fn default() -> Self {
         Self {
+            expiry: days(28),
             max_partial_sets: 256,
-            expiry: Duration::from_secs(28 * 86_400),
         }
+    }
+}
+
+impl ReassemblyConfig {
+    /// Checks every value; fields are named relative to the table.
+    pub fn validate(&self) -> Checked {
+        positive(self.expiry, "expiry")?;
+        check(self.max_partial_sets >= 1, "max_partial_sets", || {
+            "must be at least 1".into()
+        })
     }
 }
 
@@ -76,10 +86,8 @@ pub enum Rejection {
     CountMismatch,
     /// The payload is longer than one chunk can be.
     TooLarge,
-    /// The chunk would open a set beyond [`ReassemblyLimits::max_partial_sets`].
+    /// The chunk would open a set beyond [`ReassemblyConfig::max_partial_sets`].
     TooManyPartials,
-    /// The exit type is neither SMTP nor dummy.
-    UnknownExitType,
 }
 
 /// What happened to one chunk.
@@ -106,7 +114,7 @@ pub enum ChunkOutcome {
 /// Every outcome is durable (and counted) when this returns `Ok`.
 pub fn add_chunk(
     store: &Store,
-    limits: &ReassemblyLimits,
+    limits: &ReassemblyConfig,
     chunk: &ExitChunk,
     now: SystemTime,
 ) -> Result<ChunkOutcome, ReassemblyError> {
@@ -121,7 +129,7 @@ pub fn add_chunk(
 /// batch, so a crash never loses or doubles it.
 pub fn process_exit_job(
     store: &Store,
-    limits: &ReassemblyLimits,
+    limits: &ReassemblyConfig,
     id: ExitJobId,
     chunk: &ExitChunk,
     now: SystemTime,
@@ -140,7 +148,7 @@ pub fn process_exit_job(
 /// their outcomes in order.
 pub fn process_exit_queue(
     store: &Store,
-    limits: &ReassemblyLimits,
+    limits: &ReassemblyConfig,
     now: SystemTime,
     max: usize,
 ) -> Result<Vec<ChunkOutcome>, ReassemblyError> {
@@ -157,6 +165,12 @@ pub fn prune(store: &Store, now: SystemTime) -> Result<usize, ReassemblyError> {
     Ok(store.prune_partials(now)?)
 }
 
+/// Queues a complete message for SMTP under its first recipient's domain.
+fn enqueue(tx: &mut Tx<'_>, message: &[u8], now: SystemTime) -> Result<MailId, StoreError> {
+    let domain = super::address::first_recipient_domain(message);
+    tx.enqueue_mail(&domain, message, now)
+}
+
 /// Rejects with `why`, counting it under `name`.
 fn reject(tx: &mut Tx<'_>, name: &str, why: Rejection) -> ChunkOutcome {
     tx.incr(name, 1);
@@ -166,23 +180,13 @@ fn reject(tx: &mut Tx<'_>, name: &str, why: Rejection) -> ChunkOutcome {
 /// The reassembly step, inside the caller's transaction.
 fn add_in(
     tx: &mut Tx<'_>,
-    limits: &ReassemblyLimits,
+    limits: &ReassemblyConfig,
     c: &ExitChunk,
     now: SystemTime,
 ) -> Result<ChunkOutcome, ReassemblyError> {
-    match c.exit_type {
-        EXIT_SMTP => {}
-        EXIT_DUMMY => {
-            tx.incr(counter::EXIT_DUMMIES, 1);
-            return Ok(ChunkOutcome::Dummy);
-        }
-        _ => {
-            return Ok(reject(
-                tx,
-                counter::CHUNKS_UNKNOWN_TYPE,
-                Rejection::UnknownExitType,
-            ));
-        }
+    if c.exit_type == ExitType::Dummy {
+        tx.incr(counter::EXIT_DUMMIES, 1);
+        return Ok(ChunkOutcome::Dummy);
     }
     if c.chunks == 0 || c.chunk == 0 || c.chunk > c.chunks {
         return Ok(reject(
@@ -197,7 +201,7 @@ fn add_in(
     let len = c.payload.len() as u64;
     let Some(mut header) = tx.partial_header(&c.msg_id)? else {
         if c.chunks == 1 {
-            return Ok(ChunkOutcome::Complete(tx.enqueue_mail(&c.payload, now)?));
+            return Ok(ChunkOutcome::Complete(enqueue(tx, &c.payload, now)?));
         }
         if tx.partial_sets() >= limits.max_partial_sets {
             return Ok(reject(
@@ -236,7 +240,7 @@ fn add_in(
     }
     if header.have.saturating_add(1) >= header.chunks {
         let message = tx.partial_take(&c.msg_id, &header, (c.chunk, &c.payload))?;
-        return Ok(ChunkOutcome::Complete(tx.enqueue_mail(&message, now)?));
+        return Ok(ChunkOutcome::Complete(enqueue(tx, &message, now)?));
     }
     header.have += 1;
     header.bytes += len;
@@ -263,7 +267,7 @@ mod tests {
             msg_id: [id; 16],
             chunk: n,
             chunks: of,
-            exit_type: EXIT_SMTP,
+            exit_type: ExitType::Smtp,
             payload: payload.to_vec(),
         }
     }
@@ -274,18 +278,18 @@ mod tests {
     }
 
     fn mail_payload(store: &Store, clock: &ManualClock, id: MailId) -> Vec<u8> {
-        let due = store.mail_due(clock.now(), 100).unwrap();
+        let due = store.mail_due(clock.now(), 100, &|_, _| false).unwrap();
         due.into_iter().find(|m| m.id == id).unwrap().payload
     }
 
-    fn setup() -> (tempfile::TempDir, Store, ManualClock, ReassemblyLimits) {
+    fn setup() -> (tempfile::TempDir, Store, ManualClock, ReassemblyConfig) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         (
             dir,
             store,
             ManualClock::at_epoch_day(20_000),
-            ReassemblyLimits::default(),
+            ReassemblyConfig::default(),
         )
     }
 
@@ -405,18 +409,12 @@ mod tests {
         assert_eq!(store.counter(counter::CHUNKS_INVALID).unwrap(), 5);
 
         let mut dummy = chunk(5, 1, 1, b"From: dummy@dummy\n\npayload");
-        dummy.exit_type = EXIT_DUMMY;
+        dummy.exit_type = ExitType::Dummy;
         assert_eq!(
             add_chunk(&store, &lim, &dummy, t).unwrap(),
             ChunkOutcome::Dummy
         );
         assert_eq!(store.counter(counter::EXIT_DUMMIES).unwrap(), 1);
-        let mut odd = chunk(6, 1, 1, b"x");
-        odd.exit_type = 7;
-        assert_eq!(
-            add_chunk(&store, &lim, &odd, t).unwrap(),
-            ChunkOutcome::Rejected(Rejection::UnknownExitType)
-        );
         assert_eq!(store.mail_len().unwrap(), 0);
         assert_eq!(store.partial_count(), 0);
     }
@@ -424,9 +422,9 @@ mod tests {
     #[test]
     fn open_sets_are_bounded() {
         let (_d, store, clock, _) = setup();
-        let lim = ReassemblyLimits {
+        let lim = ReassemblyConfig {
             max_partial_sets: 2,
-            ..ReassemblyLimits::default()
+            ..ReassemblyConfig::default()
         };
         let t = clock.now();
         add_chunk(&store, &lim, &chunk(1, 1, 2, b"a"), t).unwrap();
@@ -488,7 +486,7 @@ mod tests {
     fn partials_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::at_epoch_day(20_000);
-        let lim = ReassemblyLimits::default();
+        let lim = ReassemblyConfig::default();
         {
             let store = Store::open(dir.path()).unwrap();
             add_chunk(&store, &lim, &chunk(8, 2, 2, b" world"), clock.now()).unwrap();
@@ -527,15 +525,19 @@ mod tests {
     #[test]
     fn exit_queue_jobs_are_consumed_with_their_outcome() {
         let (_d, store, clock, lim) = setup();
-        let exit = |n: u8, exit_type: u8, payload: &[u8]| PoolItem::Exit {
+        let exit = |n: u8, exit_type: ExitType, payload: &[u8]| PoolItem::Exit {
             msg_id: [1; 16],
             chunk: n,
-            chunks: if exit_type == EXIT_DUMMY { 1 } else { 2 },
+            chunks: if exit_type == ExitType::Dummy { 1 } else { 2 },
             exit_type,
             payload: payload.to_vec(),
         };
         let ids = store
-            .pool_insert(&[exit(2, 0, b"B"), exit(1, 0, b"A"), exit(1, 1, b"D")])
+            .pool_insert(&[
+                exit(2, ExitType::Smtp, b"B"),
+                exit(1, ExitType::Smtp, b"A"),
+                exit(1, ExitType::Dummy, b"D"),
+            ])
             .unwrap();
         store.release(&ids, clock.now()).unwrap();
         let outcomes = process_exit_queue(&store, &lim, clock.now(), 10).unwrap();

@@ -31,8 +31,8 @@ use super::mx::{self, HickoryResolver, MxError, MxResolver};
 mod config;
 mod session;
 
+use config::read_password;
 pub use config::{Password, RelayTls, SmtpConfig, SmtpMode};
-use config::{read_password, valid_helo};
 
 /// Most MX hosts tried per domain and attempt.
 pub const MAX_MX_HOSTS: usize = 5;
@@ -48,9 +48,12 @@ pub enum SmtpError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The password file is empty or holds control characters.
+    #[error("SMTP password file {0} is empty or holds control characters")]
+    PasswordText(PathBuf),
     /// An inconsistent or invalid combination of settings.
     #[error("invalid SMTP configuration: {0}")]
-    Invalid(&'static str),
+    Invalid(#[from] mimix_settings::Invalid),
     /// The DNS resolver for MX mode could not be set up.
     #[error(transparent)]
     Resolver(#[from] MxError),
@@ -249,8 +252,11 @@ impl Mailer {
     ) -> Result<Self, SmtpError> {
         config.validate()?;
         let helo = config.helo_name.as_deref().unwrap_or(default_helo);
-        if !valid_helo(helo) {
-            return Err(SmtpError::Invalid("invalid EHLO name"));
+        if !crate::net::is_host_name(helo) {
+            return Err(SmtpError::Invalid(mimix_settings::Invalid::new(
+                "helo_name",
+                format!("{helo:?} is not a host name"),
+            )));
         }
         let password = match (&config.password, &config.password_file) {
             (Some(p), _) => Some(p.clone()),

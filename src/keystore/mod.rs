@@ -9,6 +9,7 @@
 //! then its file is overwritten with zeros and removed, and the in-memory
 //! key is dropped (the RSA backends clear it).
 
+mod config;
 pub mod files;
 
 use std::fs;
@@ -24,6 +25,7 @@ use tracing::{info, warn};
 use zeroize::Zeroizing;
 
 use crate::store::{Store, StoreError};
+pub use config::KeysConfig;
 use files::{KeyFileError, read_secret_file, write_secret_file};
 
 /// Most known remailers listed in our published conf (at most 80 bytes
@@ -32,31 +34,6 @@ const MAX_KNOWN_PUBLISHED: usize = 256;
 
 /// The store's metadata entry listing our keys.
 const META_KEYS: &str = "keystore.keys";
-
-/// Key lifetimes, in days.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RotationPolicy {
-    /// Modulus size of new keys.
-    pub bits: usize,
-    /// Days a key is valid (reference: 270).
-    pub lifetime_days: u64,
-    /// Days before the newest key's expiry that its successor is made
-    /// (reference: 28).
-    pub renew_before_days: u64,
-    /// Days after expiry that a key still decrypts (packets in flight).
-    pub grace_days: u64,
-}
-
-impl Default for RotationPolicy {
-    fn default() -> Self {
-        Self {
-            bits: 4096,
-            lifetime_days: 270,
-            renew_before_days: 28,
-            grace_days: 7,
-        }
-    }
-}
 
 /// Why the keystore failed.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +121,7 @@ pub struct Rotation {
 pub struct Keystore {
     dir: PathBuf,
     store: Store,
-    policy: RotationPolicy,
+    policy: KeysConfig,
     keys: Vec<Entry>,
 }
 
@@ -160,19 +137,12 @@ impl std::fmt::Debug for Keystore {
 impl Keystore {
     /// Loads the keys recorded in `store` from `dir`. Refuses unreadable
     /// key files and files other users can read.
-    pub fn open(dir: &Path, store: Store, policy: RotationPolicy) -> Result<Self, KeystoreError> {
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|source| KeystoreError::Io {
-                    op: "creating",
-                    path: dir.to_owned(),
-                    source,
-                })?;
-        }
+    pub fn open(dir: &Path, store: Store, policy: KeysConfig) -> Result<Self, KeystoreError> {
+        mimix_settings::fs::create_private_dir(dir).map_err(|source| KeystoreError::Io {
+            op: "creating",
+            path: dir.to_owned(),
+            source,
+        })?;
         let metas: Vec<KeyMeta> = match store.meta_get(META_KEYS)? {
             Some(bytes) => {
                 serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Meta(e.to_string()))?
@@ -207,44 +177,81 @@ impl Keystore {
         Ok(())
     }
 
-    /// Brings the keys up to date for `today`: makes a key when none is
-    /// valid or the newest is within `renew_before` days of expiry, and
-    /// deletes keys whose grace period is over.
+    /// Brings the keys up to date for `today`: makes a key when
+    /// [`Keystore::needs_key`] says so, and deletes keys whose grace period
+    /// is over ([`Keystore::prune`]). Generating a key takes seconds; a
+    /// caller that shares the keystore behind a lock generates the key
+    /// outside it and hands it to [`Keystore::add_key`] instead.
     pub fn rotate(
         &mut self,
         today: u64,
         generator: &mut dyn KeyGenerator,
     ) -> Result<Rotation, KeystoreError> {
         let mut done = Rotation::default();
+        if self.needs_key(today) {
+            let (key, pem) = generator.generate(self.policy.bits())?;
+            done.created.extend(self.add_key(today, key, &pem)?);
+        }
+        done.deleted = self.prune(today)?;
+        Ok(done)
+    }
+
+    /// Whether a new key is due on `today`: none is valid, or the newest
+    /// expires within `renew_before` days.
+    pub fn needs_key(&self, today: u64) -> bool {
         let newest_to = self
             .keys
             .iter()
             .filter(|e| e.meta.valid_from <= today)
             .map(|e| e.meta.valid_to)
             .max();
-        let needs_key = match newest_to {
+        match newest_to {
             None => true,
-            Some(to) => to < today.saturating_add(self.policy.renew_before_days),
-        };
-        if needs_key {
-            let (key, pem) = generator.generate(self.policy.bits)?;
-            let meta = KeyMeta {
-                key_id: key.key_id().to_hex(),
-                valid_from: today,
-                valid_to: today.saturating_add(self.policy.lifetime_days),
-            };
-            // File first, then the record: a crash in between leaves an
-            // unreferenced file, never a record without its key.
-            write_secret_file(
-                &self.dir.join(format!("{}.pem", meta.key_id)),
-                pem.as_bytes(),
-            )?;
-            done.created.push(meta.key_id.clone());
-            self.keys.push(Entry { meta, key });
-            self.save()?;
-            info!(valid_to = %epoch_day_to_date(today.saturating_add(self.policy.lifetime_days)), "generated a new remailer key");
+            Some(to) => to < today.saturating_add(self.policy.renew_before_days()),
         }
-        let grace = self.policy.grace_days;
+    }
+
+    /// The size of the keys [`Keystore::add_key`] expects.
+    pub fn key_bits(&self) -> usize {
+        self.policy.bits()
+    }
+
+    /// Installs `key` (with its PKCS#1 `pem`), valid from `today`, if a key
+    /// is still due (another caller may have installed one meanwhile).
+    /// Returns the new key's ID, or `None` when it was not needed.
+    pub fn add_key(
+        &mut self,
+        today: u64,
+        key: SecretKey,
+        pem: &str,
+    ) -> Result<Option<String>, KeystoreError> {
+        if !self.needs_key(today) {
+            return Ok(None);
+        }
+        let valid_to = today.saturating_add(self.policy.lifetime_days());
+        let meta = KeyMeta {
+            key_id: key.key_id().to_hex(),
+            valid_from: today,
+            valid_to,
+        };
+        // File first, then the record: a crash in between leaves an
+        // unreferenced file, never a record without its key.
+        write_secret_file(
+            &self.dir.join(format!("{}.pem", meta.key_id)),
+            pem.as_bytes(),
+        )?;
+        let id = meta.key_id.clone();
+        self.keys.push(Entry { meta, key });
+        self.save()?;
+        info!(valid_to = %epoch_day_to_date(valid_to), "generated a new remailer key");
+        Ok(Some(id))
+    }
+
+    /// Deletes the keys whose grace period ended before `today`, and key
+    /// files no record names. Returns the deleted key IDs.
+    pub fn prune(&mut self, today: u64) -> Result<Vec<String>, KeystoreError> {
+        let mut deleted = Vec::new();
+        let grace = self.policy.grace_days();
         let (expired, kept): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.keys)
             .into_iter()
             .partition(|e| e.meta.valid_to.saturating_add(grace) < today);
@@ -257,12 +264,12 @@ impl Keystore {
             for e in expired {
                 let path = self.dir.join(format!("{}.pem", e.meta.key_id));
                 wipe_file(&path)?;
-                done.deleted.push(e.meta.key_id);
+                deleted.push(e.meta.key_id);
             }
-            info!(count = done.deleted.len(), "deleted expired remailer keys");
+            info!(count = deleted.len(), "deleted expired remailer keys");
         }
         self.wipe_unreferenced()?;
-        Ok(done)
+        Ok(deleted)
     }
 
     /// Removes `*.pem` files in the key directory that no record names

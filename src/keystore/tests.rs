@@ -40,7 +40,7 @@ fn rotation_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("store")).unwrap();
     let kdir = dir.path().join("keys");
-    let policy = RotationPolicy::default();
+    let policy = KeysConfig::default();
     let mut gen_ = TestKeys::new();
     let mut ks = Keystore::open(&kdir, store.clone(), policy).unwrap();
     assert!(ks.current(DAY0).is_none());
@@ -101,7 +101,7 @@ fn refuses_readable_or_wrong_key_files() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("store")).unwrap();
     let kdir = dir.path().join("keys");
-    let mut ks = Keystore::open(&kdir, store.clone(), RotationPolicy::default()).unwrap();
+    let mut ks = Keystore::open(&kdir, store.clone(), KeysConfig::default()).unwrap();
     let id = ks
         .rotate(DAY0, &mut TestKeys::new())
         .unwrap()
@@ -110,14 +110,14 @@ fn refuses_readable_or_wrong_key_files() {
     drop(ks);
     let path = kdir.join(format!("{id}.pem"));
     fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
-    let err = Keystore::open(&kdir, store.clone(), RotationPolicy::default()).unwrap_err();
+    let err = Keystore::open(&kdir, store.clone(), KeysConfig::default()).unwrap_err();
     assert!(
         err.to_string().contains("accessible by other users"),
         "{err}"
     );
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
     fs::write(&path, "not a key").unwrap();
-    let err = Keystore::open(&kdir, store, RotationPolicy::default()).unwrap_err();
+    let err = Keystore::open(&kdir, store, KeysConfig::default()).unwrap_err();
     assert!(matches!(err, KeystoreError::BadKey { .. }), "{err}");
 }
 
@@ -126,10 +126,10 @@ fn leftover_key_files_are_wiped() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("store")).unwrap();
     let kdir = dir.path().join("keys");
-    fs::create_dir_all(&kdir).unwrap();
+    mimix_settings::fs::create_private_dir(&kdir).unwrap();
     let stray = kdir.join(format!("{}.pem", "ab".repeat(16)));
     fs::write(&stray, "secret").unwrap();
-    let mut ks = Keystore::open(&kdir, store, RotationPolicy::default()).unwrap();
+    let mut ks = Keystore::open(&kdir, store, KeysConfig::default()).unwrap();
     ks.rotate(DAY0, &mut TestKeys::new()).unwrap();
     assert!(!stray.exists());
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use mimix_packet::{ExitType, Outcome, TimeWindow, dearmour, peel};
+use mimix_packet::{ExitType, Outcome, dearmour, peel};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
@@ -55,10 +55,10 @@ impl Intake {
         })
     }
 
+    /// Counts a refusal (in memory; flushed to the store every second, so
+    /// a flood of bad packets never waits for the store's write lock).
     fn count(&self, name: &str) {
-        if let Err(e) = self.shared.store.incr(name, 1) {
-            warn!("counting {name}: {e}");
-        }
+        self.shared.tally.add(name, 1);
     }
 
     /// Peels on the blocking pool; returns the packet ID and the item to
@@ -67,13 +67,7 @@ impl Intake {
         let shared = self.shared.clone();
         let result = tokio::task::spawn_blocking(move || {
             let packet = dearmour(&armoured).map_err(|_| "armour")?;
-            let today = shared.clock.epoch_day();
-            let replay = &shared.config.replay;
-            let window = TimeWindow {
-                today,
-                max_age_days: replay.max_age_days(),
-                max_future_days: replay.max_future_days(),
-            };
+            let window = shared.config.replay.window(shared.clock.epoch_day());
             let keys = shared.keys.read().unwrap_or_else(|e| e.into_inner());
             peel(&packet, &*keys, &window, &mut rand::rng()).map_err(|e| e.reason())
         })
@@ -120,7 +114,7 @@ impl Intake {
                         msg_id: chunk.msg_id,
                         chunk: chunk.chunk,
                         chunks: chunk.chunks,
-                        exit_type: chunk.exit_type.byte(),
+                        exit_type: chunk.exit_type,
                         payload: chunk.payload,
                     }),
                 ))

@@ -1,174 +1,168 @@
-//! Sending queued packets to their next hops.
-//!
-//! Every tick, the due items of the outbound queue are posted, each in its
-//! own task, at most `concurrency` at once and at most
-//! [`PER_PEER`] per next hop, so one dead next hop never holds up the
-//! others. A failed post is retried with exponential backoff (with
-//! jitter) until `give_up_after` has passed since the packet was queued;
-//! a peer that refuses the packet (4xx) is not asked again. A 409 means the
-//! peer already has it: delivered.
+//! The outbound queue: packets posted to their next hops, served by the
+//! [`queue`](crate::queue) worker (at most `concurrency` posts at once,
+//! `per_peer` to one next hop). A failed post is retried with exponential
+//! backoff (with jitter) until `give_up_after` has passed since the packet
+//! was queued; a peer that refuses the packet (4xx) is not asked again. A
+//! 409 means the peer already has it: delivered.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hyper::StatusCode;
 use mimix_packet::{Packet, armour};
-use rand::RngExt;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use mimix_settings::{Checked, days, duration, hours, minutes};
+use serde::{Deserialize, Serialize};
+use tracing::debug;
 
-use super::{Shared, blocking};
-use crate::store::{OutboundId, OutboundItem};
+use super::Shared;
+use crate::queue::{Attempt, Caps, Due, Outcome, Queue, Retry, Skip, Worker};
+use crate::store::{OutboundId, StoreError};
 use crate::transport::{ClientError, post_packet};
 
-/// Most posts in flight to one next hop.
-pub const PER_PEER: usize = 2;
-/// How often the queue is looked at.
-const TICK: Duration = Duration::from_millis(500);
-
-/// The delay before attempt `attempts + 1`: `initial * 2^attempts`, capped
-/// at `max`, then scaled by a random factor in [0.75, 1.25).
-pub fn backoff(initial: Duration, max: Duration, attempts: u32, jitter: f64) -> Duration {
-    let exp = initial.saturating_mul(1u32.checked_shl(attempts.min(30)).unwrap_or(u32::MAX));
-    exp.min(max).mul_f64(jitter.clamp(0.75, 1.25))
+/// `[outbound]`: delivery of packets to next hops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Wait before the first retry; doubled after each failure.
+    #[serde(with = "duration")]
+    pub retry_initial: Duration,
+    /// Longest wait between retries.
+    #[serde(with = "duration")]
+    pub retry_max: Duration,
+    /// A packet not delivered this long after it was queued is dropped.
+    #[serde(with = "duration")]
+    pub give_up_after: Duration,
+    /// Most deliveries in progress at once.
+    pub concurrency: usize,
+    /// Most deliveries in progress to one next hop, so a dead or slow next
+    /// hop holds only its own share.
+    pub per_peer: usize,
 }
 
-#[derive(Default)]
-struct InFlight {
-    ids: HashSet<u64>,
-    per_peer: HashMap<String, usize>,
-}
-
-/// Runs the delivery loop until `stop` is cancelled.
-pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
-    let cfg = shared.config.outbound.clone();
-    let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
-    let inflight = Arc::new(Mutex::new(InFlight::default()));
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        let now = shared.clock.now();
-        let store = shared.store.clone();
-        let limit = cfg.concurrency.max(1) * 8;
-        let Some(due) = blocking("reading the outbound queue", move || {
-            store.outbound_due(now, limit)
-        })
-        .await
-        else {
-            continue;
-        };
-        for item in due {
-            {
-                let mut f = inflight.lock().unwrap_or_else(|e| e.into_inner());
-                let busy = f.per_peer.get(&item.next_hop).copied().unwrap_or(0);
-                if f.ids.contains(&item.id.0) || busy >= PER_PEER {
-                    continue;
-                }
-                f.ids.insert(item.id.0);
-                *f.per_peer.entry(item.next_hop.clone()).or_default() += 1;
-            }
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let shared = shared.clone();
-            let inflight = inflight.clone();
-            tokio::spawn(async move {
-                let (id, peer) = (item.id.0, item.next_hop.clone());
-                deliver(&shared, item).await;
-                let mut f = inflight.lock().unwrap_or_else(|e| e.into_inner());
-                f.ids.remove(&id);
-                if let Some(n) = f.per_peer.get_mut(&peer) {
-                    *n -= 1;
-                    if *n == 0 {
-                        f.per_peer.remove(&peer);
-                    }
-                }
-                drop(permit);
-            });
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            retry_initial: minutes(1),
+            retry_max: hours(6),
+            give_up_after: days(7),
+            concurrency: 8,
+            per_peer: 2,
         }
     }
 }
 
-enum Next {
-    Delivered,
-    Retry(SystemTime),
-    GiveUp,
+impl OutboundConfig {
+    /// The queue worker's backoff.
+    pub fn retry(&self) -> Retry {
+        Retry {
+            initial: self.retry_initial,
+            max: self.retry_max,
+            give_up_after: self.give_up_after,
+        }
+    }
+
+    /// The queue worker's caps.
+    pub fn caps(&self) -> Caps {
+        Caps {
+            concurrency: self.concurrency,
+            per_destination: self.per_peer,
+        }
+    }
+
+    /// Checks every value; fields are named relative to the table.
+    pub fn validate(&self) -> Checked {
+        self.retry()
+            .validate(["retry_initial", "retry_max", "give_up_after"])?;
+        self.caps().validate(["concurrency", "per_peer"])
+    }
 }
 
-async fn deliver(shared: &Shared, item: OutboundItem) {
-    let cfg = &shared.config.outbound;
-    let next = match Packet::from_bytes(&item.packet) {
-        None => {
-            warn!("dropping a corrupt outbound packet");
-            Next::GiveUp
-        }
-        Some(packet) => {
-            let text = armour(&packet);
-            match post_packet(
-                &*shared.dialer,
-                &item.next_hop,
-                &text,
-                &shared.client_limits,
-            )
-            .await
-            {
-                Ok(()) => Next::Delivered,
-                // 409: the next hop already has the packet (we crashed
-                // between its 200 and our record of it).
-                Err(ClientError::Rejected { status, .. }) if status == StatusCode::CONFLICT => {
-                    debug!("next hop already has the packet");
-                    Next::Delivered
-                }
-                Err(e) if e.is_retryable() => {
-                    let now = shared.clock.now();
-                    let queued_for = now.duration_since(item.first_queued).unwrap_or_default();
-                    if queued_for >= cfg.give_up_after {
-                        info!("giving up on a packet after its retry period");
-                        Next::GiveUp
-                    } else {
-                        debug!(attempts = item.attempts + 1, "post failed, will retry: {e}");
-                        let jitter = rand::rng().random_range(0.75..1.25);
-                        Next::Retry(
-                            now + backoff(cfg.retry_initial, cfg.retry_max, item.attempts, jitter),
-                        )
-                    }
-                }
-                Err(e) => {
-                    info!("next hop refused a packet: {e}");
-                    Next::GiveUp
-                }
+/// The outbound queue as the worker sees it.
+pub(crate) struct Outbound(pub Arc<Shared>);
+
+impl Outbound {
+    /// The worker serving the outbound queue of `shared`.
+    pub fn worker(shared: &Arc<Shared>) -> Worker<Self> {
+        let c = &shared.config.outbound;
+        Worker::new(
+            Arc::new(Self(shared.clone())),
+            c.retry(),
+            c.caps(),
+            shared.clock.clone(),
+        )
+        .with_waker(shared.outbound_wake.clone())
+    }
+}
+
+impl Queue for Outbound {
+    type Item = Vec<u8>;
+    type State = ();
+
+    fn name(&self) -> &'static str {
+        "outbound"
+    }
+
+    fn due(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        skip: &Skip,
+    ) -> Result<Vec<Due<Vec<u8>>>, StoreError> {
+        let items = self
+            .0
+            .store
+            .outbound_due(now, limit, &|id, hop| skip.skips(id, hop))?;
+        Ok(items
+            .into_iter()
+            .map(|i| Due {
+                id: i.id.0,
+                destination: i.next_hop,
+                attempts: i.attempts,
+                first_queued: i.first_queued,
+                item: i.packet,
+            })
+            .collect())
+    }
+
+    async fn attempt(&self, due: &Due<Vec<u8>>) -> Attempt<()> {
+        let Some(packet) = Packet::from_bytes(&due.item) else {
+            debug!("dropping a corrupt outbound packet");
+            return Attempt::Failed;
+        };
+        let shared = &self.0;
+        let posted = post_packet(
+            &*shared.dialer,
+            &due.destination,
+            &armour(&packet),
+            &shared.client_limits,
+        )
+        .await;
+        match posted {
+            Ok(()) => Attempt::Delivered,
+            // 409: the next hop already has the packet (we crashed between
+            // its 200 and our record of it).
+            Err(ClientError::Rejected { status, .. }) if status == StatusCode::CONFLICT => {
+                debug!("next hop already has the packet");
+                Attempt::Delivered
+            }
+            Err(e) if e.is_retryable() => {
+                debug!(attempts = due.attempts + 1, "post failed, will retry: {e}");
+                Attempt::Retry(())
+            }
+            Err(e) => {
+                debug!("next hop refused a packet: {e}");
+                Attempt::Failed
             }
         }
-    };
-    let store = shared.store.clone();
-    let id: OutboundId = item.id;
-    blocking("updating the outbound queue", move || match next {
-        Next::Delivered => store.outbound_delivered(id),
-        Next::Retry(when) => store.outbound_retry_at(id, when),
-        Next::GiveUp => store.outbound_give_up(id),
-    })
-    .await;
-}
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_then_caps() {
-        let (i, m) = (Duration::from_secs(60), Duration::from_secs(6 * 3600));
-        assert_eq!(backoff(i, m, 0, 1.0), Duration::from_secs(60));
-        assert_eq!(backoff(i, m, 1, 1.0), Duration::from_secs(120));
-        assert_eq!(backoff(i, m, 5, 1.0), Duration::from_secs(1920));
-        assert_eq!(backoff(i, m, 9, 1.0), m);
-        assert_eq!(backoff(i, m, 500, 1.0), m);
-        assert_eq!(backoff(i, m, 0, 0.75), Duration::from_secs(45));
-        assert_eq!(backoff(i, m, 0, 9.0), Duration::from_secs(75));
+    fn record(&self, due: Due<Vec<u8>>, outcome: Outcome<()>) -> Result<(), StoreError> {
+        let (store, id) = (&self.0.store, OutboundId(due.id));
+        match outcome {
+            Outcome::Delivered => store.outbound_delivered(id),
+            Outcome::Failed | Outcome::GaveUp => store.outbound_give_up(id),
+            Outcome::Retry { at, .. } => store.outbound_retry_at(id, at),
+        }
+        .map(drop)
     }
 }

@@ -1,8 +1,12 @@
 //! Named monotonic counters, kept in the store so that they survive
 //! restarts. Increments that belong to an event are written in the same
-//! batch as the event.
+//! batch as the event; counts of events that write nothing else (a
+//! rejected packet, say) are kept in a [`Tally`] and flushed now and then,
+//! so that counting never waits for the store's write lock (which a
+//! committer holds through its fsync).
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use super::{Store, StoreError, be_u64};
 
@@ -44,14 +48,74 @@ pub mod names {
     pub const CHUNKS_INVALID: &str = "chunks_invalid";
     /// Exit chunks refused because too many partial sets were open.
     pub const CHUNKS_OVER_LIMIT: &str = "chunks_over_limit";
-    /// Exit chunks with an unknown exit type.
-    pub const CHUNKS_UNKNOWN_TYPE: &str = "chunks_unknown_exit_type";
     /// Dummy messages discarded at the exit.
     pub const EXIT_DUMMIES: &str = "exit_dummies_discarded";
     /// Incomplete chunk sets deleted after expiry.
     pub const PARTIALS_EXPIRED: &str = "partials_expired";
     /// Pool rounds run.
     pub const POOL_ROUNDS: &str = "pool_rounds";
+    /// Payloads the exit refused (header policy, or every recipient
+    /// blocked).
+    pub const EXIT_REJECTED: &str = "exit_rejected";
+    /// Recipients dropped because they are on the blocklist.
+    pub const RECIPIENTS_BLOCKED: &str = "exit_recipients_blocked";
+    /// Recipients whose server accepted a message.
+    pub const RECIPIENTS_DELIVERED: &str = "exit_recipients_delivered";
+    /// Recipients given up on after a permanent failure.
+    pub const RECIPIENTS_FAILED: &str = "exit_recipients_failed";
+    /// Recipient deliveries deferred for a later attempt.
+    pub const RECIPIENTS_DEFERRED: &str = "exit_recipients_deferred";
+}
+
+/// Counter increments waiting to be written: adding is a short in-memory
+/// step, [`Tally::flush`] writes them all in one unsynced batch.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pending: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Tally {
+    /// Adds `n` to counter `name` (written at the next flush).
+    pub fn add(&self, name: &str, n: u64) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match p.get_mut(name) {
+            Some(v) => *v = v.saturating_add(n),
+            None => {
+                p.insert(name.to_owned(), n);
+            }
+        }
+    }
+
+    /// Writes what was added since the last flush (blocking: run it on the
+    /// blocking pool). On failure the increments are kept for the next
+    /// flush.
+    pub fn flush(&self, store: &Store) -> Result<(), StoreError> {
+        let taken = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let mut tx = store.tx();
+        for (name, n) in &taken {
+            tx.incr(name, *n);
+        }
+        match tx.commit_unsynced() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                for (name, n) in taken {
+                    self.add(&name, n);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The increments not yet written.
+    pub fn pending(&self) -> BTreeMap<String, u64> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 impl Store {

@@ -32,7 +32,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistM
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use counters::names as counter;
+pub use counters::{Tally, names as counter};
 pub use outbound::{MailId, MailItem, OutboundId, OutboundItem};
 pub(crate) use partial::SetHeader;
 pub use partial::{PartialChunk, PartialSet};
@@ -137,10 +137,24 @@ impl std::fmt::Debug for Store {
     }
 }
 
+impl StoreError {
+    /// Whether the store could not be opened because another process (a
+    /// running node) holds it.
+    pub fn is_locked(&self) -> bool {
+        matches!(
+            self,
+            Self::Db {
+                source: fjall::Error::Locked,
+                ..
+            }
+        )
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store in directory `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        mimix_settings::fs::create_private_dir(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;

@@ -1,7 +1,10 @@
 //! The outbound queue (packets for next hops) and the mail queue
 //! (reassembled messages awaiting SMTP). Both are retry queues with the
 //! same shape: a record keyspace keyed by item ID and a due index keyed by
-//! next-attempt time and item ID.
+//! next-attempt time and item ID, whose value is the item's destination so
+//! that a scan can pass over the items of a busy destination without
+//! reading their records. (Stores written before the index held
+//! destinations have empty values; those items' records are read.)
 
 use std::time::SystemTime;
 
@@ -10,12 +13,19 @@ use serde::{Deserialize, Serialize};
 
 use super::counters::names;
 use super::{Store, StoreError, Tx, be_u64_prefix, from_ms, time_id_key, to_ms};
+use crate::safelog::{bytes, sensitive};
+
+/// Most due-index entries one scan looks at: items of busy destinations
+/// are passed over, but never without end.
+pub const MAX_DUE_SCAN: usize = 20_000;
 
 /// A queued record of either queue.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(super) struct QueueRecord {
-    /// Next hop address (empty for mail).
-    pub(super) next_hop: String,
+    /// Where the item goes: the next hop's address, or the mail's
+    /// destination (its first recipient's domain; empty in stores written
+    /// before mail had one).
+    pub(super) destination: String,
     /// The packet or message bytes.
     pub(super) payload: Vec<u8>,
     /// Delivery attempts that failed so far.
@@ -38,7 +48,7 @@ pub struct OutboundId(pub u64);
 pub struct MailId(pub u64);
 
 /// A packet queued for its next hop.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct OutboundItem {
     /// Queue item ID.
     pub id: OutboundId,
@@ -55,10 +65,12 @@ pub struct OutboundItem {
 }
 
 /// A reassembled message queued for SMTP delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct MailItem {
     /// Queue item ID.
     pub id: MailId,
+    /// The destination the delivery caps count it under.
+    pub destination: String,
     /// The message bytes (RFC 2822 text as sent), or, when `prepared`, an
     /// encoded delivery to the recipients still pending.
     pub payload: Vec<u8>,
@@ -71,6 +83,40 @@ pub struct MailItem {
     pub first_queued: SystemTime,
     /// When it is (next) due.
     pub next_attempt: SystemTime,
+}
+
+impl std::fmt::Debug for QueueRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueRecord")
+            .field("destination", &sensitive(&self.destination))
+            .field("payload", &bytes(self.payload.len()))
+            .field("attempts", &self.attempts)
+            .field("prepared", &self.prepared)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for OutboundItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundItem")
+            .field("id", &self.id)
+            .field("next_hop", &sensitive(&self.next_hop))
+            .field("packet", &bytes(self.packet.len()))
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for MailItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailItem")
+            .field("id", &self.id)
+            .field("destination", &sensitive(&self.destination))
+            .field("payload", &bytes(self.payload.len()))
+            .field("prepared", &self.prepared)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which queue an operation is on.
@@ -89,24 +135,39 @@ impl Store {
         }
     }
 
-    /// Due records of queue `q`, oldest due first, at most `limit`.
+    /// Due records of queue `q`, oldest due first, at most `limit`,
+    /// leaving out those `skip` rejects (given the item ID and its
+    /// destination). At most [`MAX_DUE_SCAN`] index entries are looked at.
     fn q_due(
         &self,
         q: Q,
         now: SystemTime,
         limit: usize,
+        skip: &dyn Fn(u64, &str) -> bool,
     ) -> Result<Vec<(u64, QueueRecord)>, StoreError> {
         let (data, due, what) = self.queue(q);
-        let keys = self.keys_upto(due, &time_id_key(to_ms(now), u64::MAX), limit)?;
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
+        let end = time_id_key(to_ms(now), u64::MAX);
+        let mut out = Vec::new();
+        for guard in due.range(..=end.as_slice()).take(MAX_DUE_SCAN) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = guard.into_inner().map_err(self.db_err("scan index"))?;
             let id = k
                 .get(8..)
                 .and_then(be_u64_prefix)
                 .ok_or_else(|| self.corrupt("due index key", "not 16 bytes"))?;
-            if let Some(rec) = self.get_rec::<QueueRecord>(data, &id.to_be_bytes(), what)? {
-                out.push((id, rec));
+            let indexed = std::str::from_utf8(&v).unwrap_or_default();
+            if !indexed.is_empty() && skip(id, indexed) {
+                continue;
             }
+            let Some(rec) = self.get_rec::<QueueRecord>(data, &id.to_be_bytes(), what)? else {
+                continue;
+            };
+            if indexed.is_empty() && skip(id, &rec.destination) {
+                continue;
+            }
+            out.push((id, rec));
         }
         Ok(out)
     }
@@ -154,7 +215,11 @@ impl Store {
             rec.payload = p.to_vec();
             rec.prepared = true;
         }
-        tx.batch.insert(due, time_id_key(rec.next_attempt, id), []);
+        tx.batch.insert(
+            due,
+            time_id_key(rec.next_attempt, id),
+            rec.destination.as_bytes(),
+        );
         tx.put(data, &key, &rec, what)?;
         tx.incr(counter, 1);
         tx.commit()?;
@@ -179,18 +244,20 @@ impl Store {
     }
 
     /// Up to `limit` outbound packets due at or before `now`, earliest due
-    /// first (ties by queue order).
+    /// first (ties by queue order), leaving out those `skip` rejects (given
+    /// the item ID and its next hop).
     pub fn outbound_due(
         &self,
         now: SystemTime,
         limit: usize,
+        skip: &dyn Fn(u64, &str) -> bool,
     ) -> Result<Vec<OutboundItem>, StoreError> {
         Ok(self
-            .q_due(Q::Outbound, now, limit)?
+            .q_due(Q::Outbound, now, limit, skip)?
             .into_iter()
             .map(|(id, r)| OutboundItem {
                 id: OutboundId(id),
-                next_hop: r.next_hop,
+                next_hop: r.destination,
                 packet: r.payload,
                 attempts: r.attempts,
                 first_queued: from_ms(r.first_queued),
@@ -220,21 +287,35 @@ impl Store {
         self.q_len(Q::Outbound)
     }
 
-    /// Durably queues a message for SMTP delivery, due at `now`.
-    pub fn mail_enqueue(&self, payload: &[u8], now: SystemTime) -> Result<MailId, StoreError> {
+    /// Durably queues a message for SMTP delivery to `destination` (the
+    /// key of the delivery caps), due at `now`.
+    pub fn mail_enqueue(
+        &self,
+        destination: &str,
+        payload: &[u8],
+        now: SystemTime,
+    ) -> Result<MailId, StoreError> {
         let mut tx = self.tx();
-        let id = tx.enqueue_mail(payload, now)?;
+        let id = tx.enqueue_mail(destination, payload, now)?;
         tx.commit()?;
         Ok(id)
     }
 
-    /// Up to `limit` messages due at or before `now`, earliest due first.
-    pub fn mail_due(&self, now: SystemTime, limit: usize) -> Result<Vec<MailItem>, StoreError> {
+    /// Up to `limit` messages due at or before `now`, earliest due first,
+    /// leaving out those `skip` rejects (given the item ID and its
+    /// destination).
+    pub fn mail_due(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        skip: &dyn Fn(u64, &str) -> bool,
+    ) -> Result<Vec<MailItem>, StoreError> {
         Ok(self
-            .q_due(Q::Mail, now, limit)?
+            .q_due(Q::Mail, now, limit, skip)?
             .into_iter()
             .map(|(id, r)| MailItem {
                 id: MailId(id),
+                destination: r.destination,
                 payload: r.payload,
                 prepared: r.prepared,
                 attempts: r.attempts,
@@ -284,7 +365,7 @@ impl Tx<'_> {
     fn enqueue(
         &mut self,
         q: Q,
-        next_hop: &str,
+        destination: &str,
         payload: &[u8],
         now_ms: u64,
     ) -> Result<u64, StoreError> {
@@ -292,7 +373,7 @@ impl Tx<'_> {
         let (data, due, what) = store.queue(q);
         let id = self.new_id();
         let rec = QueueRecord {
-            next_hop: next_hop.to_owned(),
+            destination: destination.to_owned(),
             payload: payload.to_vec(),
             attempts: 0,
             first_queued: now_ms,
@@ -300,17 +381,19 @@ impl Tx<'_> {
             prepared: false,
         };
         self.put(data, &id.to_be_bytes(), &rec, what)?;
-        self.batch.insert(due, time_id_key(now_ms, id), []);
+        self.batch
+            .insert(due, time_id_key(now_ms, id), destination.as_bytes());
         Ok(id)
     }
 
     /// Queues a message for SMTP as part of this transaction (counted).
     pub(crate) fn enqueue_mail(
         &mut self,
+        destination: &str,
         payload: &[u8],
         now: SystemTime,
     ) -> Result<MailId, StoreError> {
-        let id = self.enqueue(Q::Mail, "", payload, to_ms(now))?;
+        let id = self.enqueue(Q::Mail, destination, payload, to_ms(now))?;
         self.incr(names::MAIL_QUEUED, 1);
         Ok(MailId(id))
     }

@@ -4,16 +4,18 @@
 use std::collections::HashSet;
 use std::time::SystemTime;
 
+use mimix_packet::ExitType;
 use serde::{Deserialize, Serialize};
 
 use super::counters::names;
 use super::{Store, StoreError, Tx, be_u64, time_id_key, time_key16, to_ms};
+use crate::safelog::{bytes, sensitive};
 
 /// Replay entries (or partial sets) deleted per batch when pruning.
 pub(super) const PRUNE_BATCH: usize = 10_000;
 
 /// A peeled packet waiting in the pool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PoolItem {
     /// An intermediate packet for the next hop.
     Forward {
@@ -30,15 +32,16 @@ pub enum PoolItem {
         chunk: u8,
         /// Number of chunks in the message.
         chunks: u8,
-        /// Exit type: 0 = SMTP, 1 = dummy.
-        exit_type: u8,
+        /// SMTP or dummy.
+        #[serde(with = "exit_type_byte")]
+        exit_type: ExitType,
         /// The chunk's payload bytes (true length, no padding).
         payload: Vec<u8>,
     },
 }
 
 /// An exit chunk released from the pool, awaiting exit processing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitChunk {
     /// Message ID shared by all chunks of one message.
     pub msg_id: [u8; 16],
@@ -46,10 +49,69 @@ pub struct ExitChunk {
     pub chunk: u8,
     /// Number of chunks in the message.
     pub chunks: u8,
-    /// Exit type: 0 = SMTP, 1 = dummy.
-    pub exit_type: u8,
+    /// SMTP or dummy.
+    #[serde(with = "exit_type_byte")]
+    pub exit_type: ExitType,
     /// The chunk's payload bytes.
     pub payload: Vec<u8>,
+}
+
+impl std::fmt::Debug for PoolItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Forward { next_hop, packet } => f
+                .debug_struct("Forward")
+                .field("next_hop", &sensitive(next_hop))
+                .field("packet", &bytes(packet.len()))
+                .finish(),
+            Self::Exit {
+                chunk,
+                chunks,
+                exit_type,
+                payload,
+                ..
+            } => f
+                .debug_struct("Exit")
+                .field("chunk", &sensitive((chunk, chunks)))
+                .field("exit_type", exit_type)
+                .field("payload", &bytes(payload.len()))
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ExitChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExitChunk")
+            .field("chunk", &sensitive((self.chunk, self.chunks)))
+            .field("exit_type", &self.exit_type)
+            .field("payload", &bytes(self.payload.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound")
+            .field("item", &self.item)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Exit types are stored as their wire byte; an unknown byte makes the
+/// record corrupt.
+mod exit_type_byte {
+    use mimix_packet::ExitType;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(t: &ExitType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(t.byte())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ExitType, D::Error> {
+        let b = u8::deserialize(d)?;
+        ExitType::from_byte(b).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Identifies an item in the pool.
@@ -61,7 +123,7 @@ pub struct PoolId(pub u64);
 pub struct ExitJobId(pub u64);
 
 /// One inbound packet to accept.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Inbound {
     /// The packet ID (replay detection key).
     pub packet_id: [u8; 16],
@@ -258,8 +320,13 @@ impl Store {
             tx.batch.remove(&ks.pool, key);
             match item {
                 PoolItem::Forward { next_hop, packet } => {
+                    tx.batch.insert(
+                        &ks.outbound_due,
+                        time_id_key(now_ms, id),
+                        next_hop.as_bytes(),
+                    );
                     let rec = super::outbound::QueueRecord {
-                        next_hop,
+                        destination: next_hop,
                         payload: packet,
                         attempts: 0,
                         first_queued: now_ms,
@@ -267,8 +334,6 @@ impl Store {
                         prepared: false,
                     };
                     tx.put(&ks.outbound, &key, &rec, "outbound")?;
-                    tx.batch
-                        .insert(&ks.outbound_due, time_id_key(now_ms, id), []);
                     r.forwarded += 1;
                 }
                 PoolItem::Exit {

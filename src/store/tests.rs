@@ -21,7 +21,7 @@ fn exit_item(fill: u8) -> PoolItem {
         msg_id: [fill; 16],
         chunk: 1,
         chunks: 1,
-        exit_type: 0,
+        exit_type: mimix_packet::ExitType::Smtp,
         payload: vec![fill; 100],
     }
 }
@@ -154,7 +154,7 @@ fn release_moves_items_to_outbound_and_exit_queues() {
     );
     assert_eq!(store.pool_ids().unwrap(), vec![ids[2]]);
 
-    let due = store.outbound_due(clock.now(), 10).unwrap();
+    let due = store.outbound_due(clock.now(), 10, &|_, _| false).unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].next_hop, "http://a");
     assert_eq!(due[0].packet, vec![1; 20480]);
@@ -184,7 +184,13 @@ fn released_items_survive_reopen() {
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.pool_count().unwrap(), 0);
-    assert_eq!(store.outbound_due(clock.now(), 10).unwrap().len(), 1);
+    assert_eq!(
+        store
+            .outbound_due(clock.now(), 10, &|_, _| false)
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(store.exit_jobs(10).unwrap().len(), 1);
     // New IDs do not collide with the queued ones.
     let id = store.outbound_enqueue("h2", b"p", clock.now()).unwrap();
@@ -209,7 +215,7 @@ fn outbound_due_order_and_retry() {
 
     let hops = |now, limit| -> Vec<String> {
         store
-            .outbound_due(now, limit)
+            .outbound_due(now, limit, &|_, _| false)
             .unwrap()
             .into_iter()
             .map(|i| i.next_hop)
@@ -229,7 +235,7 @@ fn outbound_due_order_and_retry() {
     );
     assert_eq!(hops(t0 + Duration::from_secs(60), 10), vec!["mid", "late"]);
     let all = store
-        .outbound_due(t0 + Duration::from_secs(120), 10)
+        .outbound_due(t0 + Duration::from_secs(120), 10, &|_, _| false)
         .unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(all[2].id, early);
@@ -253,9 +259,13 @@ fn mail_queue_operations() {
     let store = Store::open(dir.path()).unwrap();
     let clock = ManualClock::at_epoch_day(20_000);
     let t0 = clock.now();
-    let a = store.mail_enqueue(b"To: a@example.org\n\nA", t0).unwrap();
-    let b = store.mail_enqueue(b"To: b@example.org\n\nB", t0).unwrap();
-    let due = store.mail_due(t0, 10).unwrap();
+    let a = store
+        .mail_enqueue("example.org", b"To: a@example.org\n\nA", t0)
+        .unwrap();
+    let b = store
+        .mail_enqueue("example.org", b"To: b@example.org\n\nB", t0)
+        .unwrap();
+    let due = store.mail_due(t0, 10, &|_, _| false).unwrap();
     assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![a, b]);
     assert_eq!(due[0].payload, b"To: a@example.org\n\nA");
 
@@ -264,10 +274,12 @@ fn mail_queue_operations() {
             .mail_retry_at(a, t0 + Duration::from_secs(600))
             .unwrap()
     );
-    let due = store.mail_due(t0, 10).unwrap();
+    let due = store.mail_due(t0, 10, &|_, _| false).unwrap();
     assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![b]);
     assert!(store.mail_delivered(b).unwrap());
-    let due = store.mail_due(t0 + Duration::from_secs(600), 10).unwrap();
+    let due = store
+        .mail_due(t0 + Duration::from_secs(600), 10, &|_, _| false)
+        .unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].attempts, 1);
     assert!(store.mail_drop(a).unwrap());
@@ -355,4 +367,21 @@ fn open_fails_cleanly_on_a_file() {
     std::fs::write(&file, b"x").unwrap();
     let err = Store::open(&file).unwrap_err();
     assert!(err.to_string().contains("not-a-dir"), "{err}");
+}
+
+#[test]
+fn an_unknown_exit_type_byte_is_a_corrupt_record() {
+    let chunk = ExitChunk {
+        msg_id: [3; 16],
+        chunk: 1,
+        chunks: 1,
+        exit_type: mimix_packet::ExitType::Dummy,
+        payload: b"x".to_vec(),
+    };
+    let mut bytes = postcard::to_stdvec(&chunk).unwrap();
+    assert_eq!(postcard::from_bytes::<ExitChunk>(&bytes).unwrap(), chunk);
+    // msg_id (16 bytes), chunk, chunks, then the exit type.
+    assert_eq!(bytes[18], 1);
+    bytes[18] = 7;
+    assert!(postcard::from_bytes::<ExitChunk>(&bytes).is_err());
 }

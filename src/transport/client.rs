@@ -34,13 +34,18 @@ pub struct ClientLimits {
     pub max_conf_bytes: usize,
 }
 
+impl ClientLimits {
+    /// The defaults: 60 s to connect, 120 s per exchange, 64 KiB confs.
+    pub const DEFAULT: Self = Self {
+        connect_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(120),
+        max_conf_bytes: 64 * 1024,
+    };
+}
+
 impl Default for ClientLimits {
     fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(60),
-            request_timeout: Duration::from_secs(120),
-            max_conf_bytes: 64 * 1024,
-        }
+        Self::DEFAULT
     }
 }
 

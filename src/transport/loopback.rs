@@ -30,7 +30,7 @@ impl Dialer for LoopbackDialer {
         Box::pin(async move {
             // Checked again here so that the dialer alone never leaves the
             // machine, whatever its caller did.
-            if host != "127.0.0.1" && host != "localhost" {
+            if !crate::net::is_direct_host(host) {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     "the loopback transport only dials 127.0.0.1",

@@ -26,6 +26,7 @@
 //! production the same server and client code run over onion services.
 
 pub mod client;
+mod config;
 pub mod form;
 pub mod loopback;
 pub mod peer;
@@ -46,6 +47,7 @@ use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use client::{ClientError, ClientLimits, fetch_conf, post_packet};
+pub use config::{TransportConfig, TransportKind};
 pub use loopback::LoopbackDialer;
 pub use peer::{PeerPolicy, PeerUrl, UrlError};
 pub use server::{Collector, Rejection, ServeError, Server, ServerLimits, serve_tcp};

@@ -5,6 +5,8 @@ use std::fmt;
 
 use hyper::Uri;
 
+use crate::net::{is_direct_host, is_host_name, is_onion};
+
 /// Why a peer URL was refused. Every variant is permanent: retrying the
 /// same URL cannot succeed.
 ///
@@ -31,6 +33,10 @@ pub enum UrlError {
     /// The port is 0.
     #[error("peer URL port is invalid")]
     BadPort,
+    /// The host is neither a DNS name, an IPv4 address nor a bracketed
+    /// IPv6 address.
+    #[error("peer URL host is not a valid host name")]
+    BadHost,
     /// The host is not reachable under the dialer's policy.
     #[error("peer host is not allowed by the {policy} transport policy")]
     NotAllowed {
@@ -65,6 +71,13 @@ impl PeerUrl {
         let host = authority.host();
         if host.is_empty() {
             return Err(UrlError::NoHost);
+        }
+        let ipv6 = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok());
+        if !ipv6 && !is_host_name(host) {
+            return Err(UrlError::BadHost);
         }
         let path_ok = matches!(uri.path(), "" | "/");
         if !path_ok || uri.query().is_some() || text.ends_with('?') || text.contains('#') {
@@ -133,7 +146,7 @@ impl PeerPolicy {
     pub fn check(self, url: &PeerUrl) -> Result<(), UrlError> {
         let host = url.host();
         let allowed = match self {
-            Self::LoopbackOnly => host == "127.0.0.1" || host == "localhost",
+            Self::LoopbackOnly => is_direct_host(host),
             Self::OnionOnly => is_onion(host),
             Self::OnionOrClearnet => true,
         };
@@ -153,13 +166,6 @@ impl fmt::Display for PeerPolicy {
             Self::OnionOrClearnet => "onion-or-clearnet",
         })
     }
-}
-
-/// Whether `host` (lower-case) names an onion service: a non-empty label
-/// followed by `.onion`. The address itself is validated by Tor.
-fn is_onion(host: &str) -> bool {
-    host.strip_suffix(".onion")
-        .is_some_and(|label| !label.is_empty() && !label.ends_with('.'))
 }
 
 #[cfg(test)]
@@ -237,5 +243,33 @@ mod tests {
         assert!(onion.check(&url("http://x.onion.evil.com")).is_err());
         let any = PeerPolicy::OnionOrClearnet;
         assert!(any.check(&url("http://example.com")).is_ok());
+    }
+
+    #[test]
+    fn base_url_forms_from_configs() {
+        for (url, host) in [
+            ("http://abc.onion", "abc.onion"),
+            ("http://ABC.onion:8080/", "abc.onion"),
+            ("http://127.0.0.1:80", "127.0.0.1"),
+            ("http://[::1]:8080", "[::1]"),
+        ] {
+            assert_eq!(PeerUrl::parse(url).unwrap().host(), host, "{url}");
+        }
+        for url in [
+            "abc.onion",
+            "http://",
+            "http://a.onion/path",
+            "http://u@a.onion",
+            "http://a.onion?q",
+            "http://a.onion:0",
+            "http://a.onion:99999",
+            "http://a.onion:+80",
+            "http://a..onion",
+            "http://[::1",
+            "http://[zz]:80",
+            "http://a b.onion",
+        ] {
+            assert!(PeerUrl::parse(url).is_err(), "{url}");
+        }
     }
 }

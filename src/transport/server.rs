@@ -98,19 +98,24 @@ pub struct ServerLimits {
     pub retry_after: Duration,
 }
 
+impl ServerLimits {
+    /// The defaults.
+    pub const DEFAULT: Self = Self {
+        max_body_bytes: 64 * 1024,
+        max_header_bytes: 8 * 1024,
+        max_headers: 32,
+        max_connections: 64,
+        header_read_timeout: Duration::from_secs(30),
+        body_read_timeout: Duration::from_secs(60),
+        connection_lifetime: Duration::from_secs(600),
+        shutdown_grace: Duration::from_secs(10),
+        retry_after: Duration::from_secs(60),
+    };
+}
+
 impl Default for ServerLimits {
     fn default() -> Self {
-        Self {
-            max_body_bytes: 64 * 1024,
-            max_header_bytes: 8 * 1024,
-            max_headers: 32,
-            max_connections: 64,
-            header_read_timeout: Duration::from_secs(30),
-            body_read_timeout: Duration::from_secs(60),
-            connection_lifetime: Duration::from_secs(600),
-            shutdown_grace: Duration::from_secs(10),
-            retry_after: Duration::from_secs(60),
-        }
+        Self::DEFAULT
     }
 }
 

@@ -55,6 +55,41 @@ pub const INNER_LEN: usize = 384;
 /// Size of the packet info field.
 pub const INFO_LEN: usize = 256;
 
+/// Offsets inside the decrypted inner header (wire format 2.1).
+pub(crate) mod inner {
+    use std::ops::Range;
+    pub const PACKET_ID: Range<usize> = 0..16;
+    pub const HOP_KEY: Range<usize> = 16..48;
+    pub const KIND: usize = 48;
+    pub const INFO: Range<usize> = 49..305;
+    pub const TIMESTAMP: Range<usize> = 305..307;
+    pub const PADDING: Range<usize> = 307..320;
+    pub const DIGESTED: Range<usize> = 0..320;
+    pub const DIGEST: Range<usize> = 320..384;
+}
+
+/// Offsets inside an intermediate hop's packet info (wire format 2.2).
+pub(crate) mod intermediate {
+    use std::ops::Range;
+    /// Nine 16-byte IVs, one per following header section.
+    pub const IVS: Range<usize> = 0..144;
+    pub const NEXT_HOP: Range<usize> = 144..224;
+    pub const ANTITAG: Range<usize> = 224..256;
+}
+
+/// Offsets inside the exit hop's packet info (wire format 2.3).
+pub(crate) mod exit_info {
+    use std::ops::Range;
+    pub const CHUNK: usize = 0;
+    pub const CHUNKS: usize = 1;
+    pub const MSG_ID: Range<usize> = 2..18;
+    pub const BODY_IV: Range<usize> = 18..34;
+    pub const EXIT_TYPE: usize = 34;
+    pub const PAYLOAD_LEN: Range<usize> = 35..37;
+    pub const PAYLOAD_DIGEST: Range<usize> = 37..69;
+    pub const PADDING: Range<usize> = 69..256;
+}
+
 /// One packet: exactly [`PACKET_LEN`] bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Packet(Box<[u8; PACKET_LEN]>);
@@ -171,7 +206,8 @@ impl ExitType {
         }
     }
 
-    fn from_byte(b: u8) -> Result<Self, LayoutError> {
+    /// The exit type with wire value `b`, if it is one.
+    pub fn from_byte(b: u8) -> Result<Self, LayoutError> {
         match b {
             0 => Ok(Self::Smtp),
             1 => Ok(Self::Dummy),
@@ -198,34 +234,36 @@ impl InnerHeader {
     /// Serialises with the given random padding and appends the digest.
     pub fn to_bytes(&self, padding: &[u8; 13]) -> Zeroizing<[u8; INNER_LEN]> {
         let mut out = Zeroizing::new([0u8; INNER_LEN]);
-        out[0..16].copy_from_slice(&self.packet_id);
-        out[16..48].copy_from_slice(&*self.hop_key);
-        out[48] = self.kind.byte();
-        out[49..305].copy_from_slice(&self.info);
-        out[305..307].copy_from_slice(&self.timestamp.to_le_bytes());
-        out[307..320].copy_from_slice(padding);
-        let digest = sha512(&out[..320]);
-        out[320..].copy_from_slice(&digest);
+        out[inner::PACKET_ID].copy_from_slice(&self.packet_id);
+        out[inner::HOP_KEY].copy_from_slice(&*self.hop_key);
+        out[inner::KIND] = self.kind.byte();
+        out[inner::INFO].copy_from_slice(&self.info);
+        out[inner::TIMESTAMP].copy_from_slice(&self.timestamp.to_le_bytes());
+        out[inner::PADDING].copy_from_slice(padding);
+        let digest = sha512(&out[inner::DIGESTED]);
+        out[inner::DIGEST].copy_from_slice(&digest);
         out
     }
 
     /// Parses decrypted bytes, checking the digest first.
     pub fn parse(plain: &[u8; INNER_LEN]) -> Result<Self, LayoutError> {
-        if !ct_eq(&sha512(&plain[..320]), &plain[320..]) {
+        if !ct_eq(&sha512(&plain[inner::DIGESTED]), &plain[inner::DIGEST]) {
             return Err(LayoutError::InnerDigest);
         }
-        let kind = match plain[48] {
+        let kind = match plain[inner::KIND] {
             b'0' => PacketKind::Intermediate,
             b'1' => PacketKind::Exit,
             other => return Err(LayoutError::PacketType(other)),
         };
         let mut packet_id = [0u8; 16];
-        packet_id.copy_from_slice(&plain[0..16]);
+        packet_id.copy_from_slice(&plain[inner::PACKET_ID]);
         let mut hop_key = Zeroizing::new([0u8; 32]);
-        hop_key.copy_from_slice(&plain[16..48]);
+        hop_key.copy_from_slice(&plain[inner::HOP_KEY]);
         let mut info = [0u8; INFO_LEN];
-        info.copy_from_slice(&plain[49..305]);
-        let timestamp = u16::from_le_bytes([plain[305], plain[306]]);
+        info.copy_from_slice(&plain[inner::INFO]);
+        let mut timestamp = [0u8; 2];
+        timestamp.copy_from_slice(&plain[inner::TIMESTAMP]);
+        let timestamp = u16::from_le_bytes(timestamp);
         Ok(Self {
             packet_id,
             hop_key,
@@ -250,23 +288,23 @@ impl IntermediateInfo {
     /// Serialises. The address must fit [`NEXT_HOP_LEN`] (checked by the builder).
     pub fn to_bytes(&self) -> [u8; INFO_LEN] {
         let mut out = [0u8; INFO_LEN];
-        for (i, iv) in self.ivs.iter().enumerate() {
-            out[i * 16..(i + 1) * 16].copy_from_slice(iv);
+        for (slot, iv) in out[intermediate::IVS].chunks_exact_mut(16).zip(&self.ivs) {
+            slot.copy_from_slice(iv);
         }
         let addr = self.next_hop.as_bytes();
         let n = addr.len().min(NEXT_HOP_LEN);
-        out[144..144 + n].copy_from_slice(&addr[..n]);
-        out[224..256].copy_from_slice(&self.antitag);
+        out[intermediate::NEXT_HOP][..n].copy_from_slice(&addr[..n]);
+        out[intermediate::ANTITAG].copy_from_slice(&self.antitag);
         out
     }
 
     /// Parses; the next hop must be printable ASCII followed only by NULs.
     pub fn parse(info: &[u8; INFO_LEN]) -> Result<Self, LayoutError> {
         let mut ivs = [[0u8; 16]; 9];
-        for (i, iv) in ivs.iter_mut().enumerate() {
-            iv.copy_from_slice(&info[i * 16..(i + 1) * 16]);
+        for (iv, bytes) in ivs.iter_mut().zip(info[intermediate::IVS].chunks_exact(16)) {
+            iv.copy_from_slice(bytes);
         }
-        let field = &info[144..224];
+        let field = &info[intermediate::NEXT_HOP];
         let end = field.iter().position(|&b| b == 0).unwrap_or(NEXT_HOP_LEN);
         let (addr, rest) = field.split_at(end);
         if addr.is_empty()
@@ -277,7 +315,7 @@ impl IntermediateInfo {
         }
         let next_hop = String::from_utf8_lossy(addr).into_owned();
         let mut antitag = [0u8; 32];
-        antitag.copy_from_slice(&info[224..256]);
+        antitag.copy_from_slice(&info[intermediate::ANTITAG]);
         Ok(Self {
             ivs,
             next_hop,
@@ -309,34 +347,36 @@ impl ExitInfo {
     /// Serialises with the given random padding.
     pub fn to_bytes(&self, padding: &[u8; 187]) -> [u8; INFO_LEN] {
         let mut out = [0u8; INFO_LEN];
-        out[0] = self.chunk;
-        out[1] = self.chunks;
-        out[2..18].copy_from_slice(&self.msg_id);
-        out[18..34].copy_from_slice(&self.body_iv);
-        out[34] = self.exit_type.byte();
-        out[35..37].copy_from_slice(&self.payload_len.to_le_bytes());
-        out[37..69].copy_from_slice(&self.payload_digest);
-        out[69..].copy_from_slice(padding);
+        out[exit_info::CHUNK] = self.chunk;
+        out[exit_info::CHUNKS] = self.chunks;
+        out[exit_info::MSG_ID].copy_from_slice(&self.msg_id);
+        out[exit_info::BODY_IV].copy_from_slice(&self.body_iv);
+        out[exit_info::EXIT_TYPE] = self.exit_type.byte();
+        out[exit_info::PAYLOAD_LEN].copy_from_slice(&self.payload_len.to_le_bytes());
+        out[exit_info::PAYLOAD_DIGEST].copy_from_slice(&self.payload_digest);
+        out[exit_info::PADDING].copy_from_slice(padding);
         out
     }
 
     /// Parses and checks the chunk numbers, exit type and length.
     pub fn parse(info: &[u8; INFO_LEN]) -> Result<Self, LayoutError> {
-        let (chunk, chunks) = (info[0], info[1]);
+        let (chunk, chunks) = (info[exit_info::CHUNK], info[exit_info::CHUNKS]);
         if chunk == 0 || chunk > chunks {
             return Err(LayoutError::Chunk { chunk, chunks });
         }
-        let exit_type = ExitType::from_byte(info[34])?;
-        let payload_len = u16::from_le_bytes([info[35], info[36]]);
+        let exit_type = ExitType::from_byte(info[exit_info::EXIT_TYPE])?;
+        let mut len = [0u8; 2];
+        len.copy_from_slice(&info[exit_info::PAYLOAD_LEN]);
+        let payload_len = u16::from_le_bytes(len);
         if usize::from(payload_len) > BODY_LEN {
             return Err(LayoutError::PayloadLength(payload_len));
         }
         let mut msg_id = [0u8; 16];
-        msg_id.copy_from_slice(&info[2..18]);
+        msg_id.copy_from_slice(&info[exit_info::MSG_ID]);
         let mut body_iv = [0u8; 16];
-        body_iv.copy_from_slice(&info[18..34]);
+        body_iv.copy_from_slice(&info[exit_info::BODY_IV]);
         let mut payload_digest = [0u8; 32];
-        payload_digest.copy_from_slice(&info[37..69]);
+        payload_digest.copy_from_slice(&info[exit_info::PAYLOAD_DIGEST]);
         Ok(Self {
             chunk,
             chunks,

@@ -14,14 +14,21 @@
 //! * [`crypto`] holds the primitives: RSA-OAEP, AES-256-CFB8, the digests and
 //!   key IDs.
 //!
-//! Nothing here does I/O, reads a clock or draws its own randomness: time
-//! comes in as an epoch day and randomness as a `rand_core::CryptoRng`.
+//! Nothing here does I/O or reads a clock: time comes in as an epoch day.
+//! Randomness for building and peeling packets comes in as a
+//! `rand_core::CryptoRng`; two operations draw their own from the
+//! operating system, inside their crypto backend: generating a key pair
+//! ([`SecretKey::generate`], aws-lc-rs) and the blinding of every RSA
+//! decryption (aws-lc-rs, and `rsa` 0.10 for legacy 1024-bit keys).
+//!
+//! The `fuzzing` feature adds [`fuzzing`], the checks the fuzz targets and
+//! the corpus replay test share; it is not part of the API.
 
 pub mod armour;
 pub mod build;
 pub mod conf;
 pub mod crypto;
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod layout;
 pub mod peel;

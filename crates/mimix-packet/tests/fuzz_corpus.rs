@@ -225,6 +225,7 @@ fn constructed_exit(key: u8, exit_type: ExitType, chunk: (u8, u8), payload: &[u8
 
 fn write(target: &str, name: &str, data: &[u8]) {
     let dir = root().join("fuzz/corpus").join(target);
+    #[allow(clippy::disallowed_methods, reason = "a scratch directory for a test")]
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("seed-{name}")), data).unwrap();
 }

@@ -1,5 +1,5 @@
-//! Start a private Tor network on 127.0.0.1 and print its Arti network
-//! configuration as TOML.
+//! Start a private Tor network on 127.0.0.1 and print its `[tor]` table as
+//! TOML.
 //!
 //! `cargo run -p mimix-tor --example testnet -- [AUTHORITIES RELAYS] [--arti] [--wait]`
 //!
@@ -14,7 +14,7 @@ use mimix_tor::testnet::{TestNetConfig, TestNetwork};
 
 #[derive(serde::Serialize)]
 struct Printed<'a> {
-    network: &'a mimix_tor::TorNetwork,
+    tor: &'a mimix_tor::TorConfig,
 }
 
 /// This process's resident and peak resident memory.
@@ -50,21 +50,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.consensus,
         started.elapsed()
     );
-    println!(
-        "{}",
-        toml::to_string(&Printed {
-            network: net.network()
-        })?
-    );
+    println!("{}", toml::to_string(&Printed { tor: net.network() })?);
     let client_dir = tempfile::tempdir()?;
     let _client = if arti {
         let t = Instant::now();
-        let client = mimix_tor::TorTransport::start(
-            &client_dir.path().join("state"),
-            &client_dir.path().join("cache"),
-            net.network(),
-        )
-        .await?;
+        let config = net.network().clone().with_dirs(
+            client_dir.path().join("state"),
+            client_dir.path().join("cache"),
+        );
+        let client = mimix_tor::TorTransport::start(&config).await?;
         eprintln!("arti bootstrap {:.1?}; {}", t.elapsed(), memory());
         Some(client)
     } else {

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// or an [`OnionService`](crate::OnionService).
 #[derive(Debug, thiserror::Error)]
 pub enum TorError {
-    /// A value in the [`TorNetwork`](crate::TorNetwork) configuration is not valid.
+    /// A value in the [`TorConfig`](crate::TorConfig) is not valid.
     #[error("invalid Tor network configuration: {0}")]
     InvalidNetwork(String),
     /// Arti rejected the configuration we built for it.

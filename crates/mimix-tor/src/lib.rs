@@ -12,10 +12,11 @@
 //! - [`OnionService`] and [`IncomingStreams`]: a v3 onion service whose
 //!   identity key persists in Arti's keystore under the state directory, so
 //!   its address survives restarts. Only streams to port 80 are accepted.
-//! - [`TorNetwork`]: which Tor network to use, the public one or a custom
-//!   one (serde, so it can sit in the daemon's TOML configuration).
+//! - [`TorConfig`]: the daemon's `[tor]` table (serde, defaults and
+//!   validation): which Tor network to use, the public one or a custom one,
+//!   the onion service's nickname, and Arti's directories.
 //! - [`testnet`]: starts a private C-tor network on 127.0.0.1 and returns the
-//!   matching [`TorNetwork::Custom`].
+//!   matching custom [`TorConfig`].
 //!
 //! # Streams between Arti peers end with an error, not EOF
 //!
@@ -27,15 +28,15 @@
 //! handed out by [`IncomingStreams`] wait briefly, on shutdown, for the
 //! client to hang up first.
 
+mod config;
 mod error;
-mod network;
 mod perms;
 mod service;
 pub mod testnet;
 mod transport;
 
+pub use config::{Authority, FallbackRelay, NetworkKind, TorConfig};
 pub use error::TorError;
-pub use network::{Authority, FallbackRelay, TorNetwork};
 pub use perms::check_key_permissions;
 pub use service::{IncomingStreams, ONION_SERVICE_PORT, OnionService, PublishState};
 pub use transport::{BootstrapProgress, DEFAULT_DIAL_TIMEOUT, TorTransport};

@@ -6,7 +6,7 @@
 //! keystore directory may grant any access to the group or to others.
 
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::TorError;
@@ -98,15 +98,11 @@ fn check_private(path: &Path) -> Result<(), TorError> {
 
 /// Create `dir` (and missing parents) with mode 0700 if it does not exist.
 pub(crate) fn create_private_dir(dir: &Path) -> Result<(), TorError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| TorError::Io {
-            op: "create directory",
-            path: dir.to_owned(),
-            source,
-        })
+    mimix_settings::fs::create_private_dir(dir).map_err(|source| TorError::Io {
+        op: "create directory",
+        path: dir.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]

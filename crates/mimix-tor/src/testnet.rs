@@ -3,7 +3,7 @@
 //! [`TestNetwork::start`] runs C tor (Debian's `tor` package, which also
 //! ships `tor-gencert`): directory authorities and relays that are all
 //! Guard, Exit and HSDir, with a 10-second voting schedule. It waits until
-//! a consensus lists every node and returns the [`TorNetwork::Custom`] that
+//! a consensus lists every node and returns the custom [`TorConfig`] that
 //! points Arti at it. There are no C-tor clients or onion services; those
 //! are Arti.
 //!
@@ -18,7 +18,6 @@ mod torrc;
 use std::ffi::OsString;
 use std::fs;
 use std::net::TcpListener;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,10 +27,10 @@ use tokio::io::AsyncWriteExt;
 use self::torrc::{
     Node, consensus_counts, consensus_flags, parse_ed25519, parse_list_fingerprint, parse_v3ident,
 };
-use crate::{Authority, FallbackRelay, TorNetwork};
+use crate::{Authority, FallbackRelay, NetworkKind, TorConfig};
 
-/// C tor's onion-service time period on a `TestingTorNetwork`, in minutes.
-const TESTING_HSDIR_INTERVAL: u32 = 120;
+/// C tor's onion-service time period on a `TestingTorNetwork`.
+const TESTING_HSDIR_INTERVAL: Duration = Duration::from_secs(120 * 60);
 
 /// How often readiness is polled.
 const POLL: Duration = Duration::from_millis(200);
@@ -151,8 +150,8 @@ pub struct StartTimings {
 pub struct TestNetwork {
     /// The tor processes, killed and reaped on drop.
     children: Vec<(String, Child)>,
-    /// The Arti configuration for this network.
-    network: TorNetwork,
+    /// The `[tor]` settings for this network (directories unset).
+    network: TorConfig,
     /// Start-up timings.
     timings: StartTimings,
     /// The network's files; removed on drop, after the processes are gone.
@@ -196,7 +195,7 @@ impl TestNetwork {
 
         let mut net = TestNetwork {
             children: Vec::with_capacity(nodes.len()),
-            network: TorNetwork::Public,
+            network: TorConfig::default(),
             timings: StartTimings {
                 keygen,
                 consensus: Duration::ZERO,
@@ -215,7 +214,8 @@ impl TestNetwork {
         net.wait_for_consensus(&authorities, nodes.len(), config.ready_timeout, launched)
             .await?;
         net.timings.consensus = launched.elapsed();
-        net.network = TorNetwork::Custom {
+        net.network = TorConfig {
+            network: NetworkKind::Custom,
             authorities: authorities
                 .iter()
                 .map(|a| Authority {
@@ -232,12 +232,14 @@ impl TestNetwork {
                 })
                 .collect(),
             hsdir_interval: Some(TESTING_HSDIR_INTERVAL),
+            ..TorConfig::default()
         };
         Ok(net)
     }
 
-    /// The Arti configuration for this network.
-    pub fn network(&self) -> &TorNetwork {
+    /// The `[tor]` settings for this network, with Arti's directories
+    /// unset: give each client its own with [`TorConfig::with_dirs`].
+    pub fn network(&self) -> &TorConfig {
         &self.network
     }
 
@@ -347,6 +349,24 @@ fn free_ports(n: usize) -> Result<Vec<u16>, TestnetError> {
         .map_err(TestnetError::Ports)
 }
 
+/// The `tor` and `tor-gencert` programs, if installed: from `PATH`, else
+/// from `/usr/sbin` or `/usr/bin` (Debian's locations).
+pub fn find_tor() -> Option<(PathBuf, PathBuf)> {
+    let find = |name: &str| -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+            .map(|d| d.join(name))
+            .find(|p| is_executable(p))
+    };
+    Some((find("tor")?, find("tor-gencert")?))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 /// Create one node's data directory and keys.
 async fn make_keys(
     config: &TestNetConfig,
@@ -357,15 +377,11 @@ async fn make_keys(
     authority: bool,
 ) -> Result<Node, TestnetError> {
     let keys = dir.join("keys");
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&keys)
-        .map_err(|source| TestnetError::Io {
-            op: "create",
-            path: keys.clone(),
-            source,
-        })?;
+    mimix_settings::fs::create_private_dir(&keys).map_err(|source| TestnetError::Io {
+        op: "create",
+        path: keys.clone(),
+        source,
+    })?;
     let v3ident = if authority {
         let mut args: Vec<OsString> = vec![
             "--create-identity-key".into(),

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tor_rtcompat::PreferredRuntime;
 
 use crate::perms::{check_key_permissions, create_private_dir};
-use crate::{BoxedStream, TorError, TorNetwork};
+use crate::{BoxedStream, TorConfig, TorError};
 
 /// How long [`TorTransport::dial`] waits for a stream by default.
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -76,21 +76,17 @@ impl std::fmt::Debug for TorTransport {
 }
 
 impl TorTransport {
-    /// Create the Arti client and bootstrap it onto `network`, logging
-    /// progress. See [`TorTransport::start_with_progress`].
-    pub async fn start(
-        state_dir: &Path,
-        cache_dir: &Path,
-        network: &TorNetwork,
-    ) -> Result<TorTransport, TorError> {
+    /// Create the Arti client and bootstrap it onto the network `config`
+    /// names, logging progress. See [`TorTransport::start_with_progress`].
+    pub async fn start(config: &TorConfig) -> Result<TorTransport, TorError> {
         let (tx, _rx) = watch::channel(BootstrapProgress::default());
-        Self::start_with_progress(state_dir, cache_dir, network, tx).await
+        Self::start_with_progress(config, tx).await
     }
 
     /// Create the Arti client with its state (keystore included) in
-    /// `state_dir` and its directory cache in `cache_dir`, and bootstrap it
-    /// onto `network`. Both directories are created with mode 0700 if
-    /// missing.
+    /// `config.state_dir` and its directory cache in `config.cache_dir`, and
+    /// bootstrap it onto `config`'s network. Both directories are created
+    /// with mode 0700 if missing.
     ///
     /// Progress is published on `progress` (and logged) while bootstrapping
     /// and afterwards. There is no overall timeout: wrap the call in
@@ -101,15 +97,14 @@ impl TorTransport {
     /// permission checks on its directories are enforced and cannot be
     /// switched off through the environment.
     pub async fn start_with_progress(
-        state_dir: &Path,
-        cache_dir: &Path,
-        network: &TorNetwork,
+        config: &TorConfig,
         progress: watch::Sender<BootstrapProgress>,
     ) -> Result<TorTransport, TorError> {
+        let state_dir = config.state_dir.as_path();
         create_private_dir(state_dir)?;
-        create_private_dir(cache_dir)?;
+        create_private_dir(&config.cache_dir)?;
         check_key_permissions(state_dir)?;
-        let config = client_config(state_dir, cache_dir, network)?;
+        let config = client_config(config)?;
         let client = TorClient::builder()
             .config(config)
             .create_unbootstrapped()
@@ -231,19 +226,15 @@ impl IsolationMap {
 }
 
 /// Build Arti's configuration.
-fn client_config(
-    state_dir: &Path,
-    cache_dir: &Path,
-    network: &TorNetwork,
-) -> Result<TorClientConfig, TorError> {
+fn client_config(config: &TorConfig) -> Result<TorClientConfig, TorError> {
     let mut b = TorClientConfig::builder();
     b.storage()
-        .cache_dir(CfgPath::new_literal(cache_dir))
-        .state_dir(CfgPath::new_literal(state_dir));
+        .cache_dir(CfgPath::new_literal(&config.cache_dir))
+        .state_dir(CfgPath::new_literal(&config.state_dir));
     // Keep fs-mistrust's checks on, whatever ARTI_FS_DISABLE_PERMISSION_CHECKS
     // or FS_MISTRUST_DISABLE_PERMISSIONS_CHECKS say.
     b.storage().permissions().ignore_environment();
-    network.apply(&mut b)?;
+    config.apply(&mut b)?;
     b.build().map_err(|e| TorError::Config(e.to_string()))
 }
 
@@ -257,11 +248,10 @@ mod tests {
     #[test]
     fn public_config_builds() {
         let tmp = tempfile::tempdir().unwrap();
-        client_config(
-            &tmp.path().join("s"),
-            &tmp.path().join("c"),
-            &TorNetwork::Public,
-        )
+        client_config(&TorConfig::public(
+            tmp.path().join("s"),
+            tmp.path().join("c"),
+        ))
         .unwrap();
     }
 
@@ -274,7 +264,7 @@ mod tests {
         let key = key_dir.join("ks_hs_id.ed25519_expanded_private");
         std::fs::write(&key, b"k").unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let err = TorTransport::start(&state, &tmp.path().join("cache"), &TorNetwork::Public)
+        let err = TorTransport::start(&TorConfig::public(state, tmp.path().join("cache")))
             .await
             .unwrap_err();
         assert!(
@@ -292,7 +282,8 @@ mod tests {
         create_private_dir(&cache).unwrap();
         std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
         let state = tmp.path().join("state");
-        let result = TorTransport::start(&state, &cache, &TorNetwork::Public);
+        let config = TorConfig::public(state, cache);
+        let result = TorTransport::start(&config);
         let err = tokio::time::timeout(Duration::from_secs(30), result)
             .await
             .expect("fails fast, without touching the network")

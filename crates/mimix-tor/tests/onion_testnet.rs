@@ -131,7 +131,7 @@ fn unpublished_onion() -> String {
 
 async fn start_service(
     dir: &Path,
-    network: &mimix_tor::TorNetwork,
+    network: &mimix_tor::TorConfig,
 ) -> (
     TorTransport,
     String,
@@ -140,9 +140,10 @@ async fn start_service(
     Duration,
 ) {
     let t = Instant::now();
-    let transport = TorTransport::start(&dir.join("state"), &dir.join("cache"), network)
-        .await
-        .unwrap();
+    let config = network
+        .clone()
+        .with_dirs(dir.join("state"), dir.join("cache"));
+    let transport = TorTransport::start(&config).await.unwrap();
     let bootstrap = t.elapsed();
     let (onion, incoming, service) = transport.launch_onion_service("mimix-test").await.unwrap();
     (transport, onion, incoming, service, bootstrap)
@@ -242,15 +243,14 @@ async fn scenario(svc_dir: &Path, cli_dir: &Path) {
         }
         seen
     });
-    let client = TorTransport::start_with_progress(
-        &cli_dir.join("state"),
-        &cli_dir.join("cache"),
-        net.network(),
-        progress_tx,
-    )
-    .await
-    .unwrap()
-    .with_dial_timeout(SHORT_DIAL_TIMEOUT);
+    let cli_config = net
+        .network()
+        .clone()
+        .with_dirs(cli_dir.join("state"), cli_dir.join("cache"));
+    let client = TorTransport::start_with_progress(&cli_config, progress_tx)
+        .await
+        .unwrap()
+        .with_dial_timeout(SHORT_DIAL_TIMEOUT);
     eprintln!("client bootstrap {:?}", t.elapsed());
     assert!(client.progress().borrow().ready);
     let seen = tokio::time::timeout(Duration::from_secs(10), watcher)

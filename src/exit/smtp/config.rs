@@ -3,13 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use mimix_settings::{Checked, check, duration, path, positive, printable_ascii};
+use serde::{Deserialize, Deserializer, Serialize};
 use zeroize::Zeroizing;
 
 use super::SmtpError;
+use crate::net::{is_host_name, is_loopback};
 
 /// How messages leave the exit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpMode {
     /// Through one relay host.
@@ -20,7 +22,7 @@ pub enum SmtpMode {
 }
 
 /// Transport security towards the relay.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RelayTls {
     /// Plain text (fine for a relay on the same machine).
@@ -60,40 +62,49 @@ impl<'de> Deserialize<'de> for Password {
     }
 }
 
-/// SMTP settings (the `[exit.smtp]` table).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `[exit.smtp]`: how mail leaves the exit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpConfig {
     /// `relay` (default) or `mx`.
     pub mode: SmtpMode,
-    /// Relay host name or IP (relay mode). Default `localhost`.
+    /// Relay mode: the relay's host name or address. Default `localhost`.
     pub host: String,
     /// Server port. Default 25 (leave it at 25 in MX mode).
     pub port: u16,
     /// Relay transport security: `none` (default), `starttls`, `tls`.
     pub tls: RelayTls,
-    /// Accept an invalid or self-signed relay certificate. Default false.
+    /// Relay mode: accept an invalid or self-signed certificate.
     pub accept_invalid_certs: bool,
-    /// Relay AUTH user name (relay mode only).
+    /// Relay mode: SMTP AUTH user name, with `password_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    /// Relay AUTH password; prefer `password_file`.
+    /// A password given by a program rather than a file (never read from
+    /// or written to the configuration file).
+    #[serde(skip)]
     pub password: Option<Password>,
-    /// File holding the relay AUTH password (trailing newline ignored).
+    /// Relay mode: file holding the SMTP AUTH password (a trailing newline
+    /// is ignored). Passwords are never written in the configuration.
+    #[serde(
+        default,
+        with = "path::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub password_file: Option<PathBuf>,
-    /// EHLO name. Default: the domain of the exit's `from` address.
+    /// Name sent in EHLO; unset: the domain of the exit's `from` address.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub helo_name: Option<String>,
-    /// Timeout to connect and read the greeting and EHLO reply. Default 30s.
-    #[serde(with = "humantime_serde")]
+    /// Time to connect and read the greeting and the EHLO reply.
+    #[serde(with = "duration")]
     pub connect_timeout: Duration,
-    /// Timeout of each SMTP command. Default 2 minutes.
-    #[serde(with = "humantime_serde")]
+    /// Time allowed for each SMTP command.
+    #[serde(with = "duration")]
     pub command_timeout: Duration,
-    /// Timeout of a whole SMTP session, message transfer included.
-    /// Default 10 minutes.
-    #[serde(with = "humantime_serde")]
+    /// Time allowed for a whole SMTP session, message transfer included.
+    #[serde(with = "duration")]
     pub session_timeout: Duration,
-    /// Timeout of an MX lookup (MX mode). Default 15s.
-    #[serde(with = "humantime_serde")]
+    /// MX mode: time allowed for an MX lookup.
+    #[serde(with = "duration")]
     pub dns_timeout: Duration,
 }
 
@@ -118,49 +129,53 @@ impl Default for SmtpConfig {
 }
 
 impl SmtpConfig {
-    /// Checks the settings without reading any file. AUTH is refused in MX
-    /// mode and over plain text to anything but a loopback relay.
-    pub fn validate(&self) -> Result<(), SmtpError> {
-        let bad = |why| Err(SmtpError::Invalid(why));
+    /// Checks the settings without reading any file; fields are named
+    /// relative to the table. AUTH is refused in MX mode and over plain
+    /// text to anything but a relay on this machine.
+    pub fn validate(&self) -> Checked {
         let has_password = self.password.is_some() || self.password_file.is_some();
-        if self.password.is_some() && self.password_file.is_some() {
-            return bad("both password and password_file are set");
+        check(
+            !(self.password.is_some() && self.password_file.is_some()),
+            "password_file",
+            || "a password is given twice".into(),
+        )?;
+        match self.mode {
+            SmtpMode::Relay => self.validate_relay(has_password)?,
+            SmtpMode::Mx => check(self.username.is_none() && !has_password, "username", || {
+                "credentials are only used with mode = \"relay\"".into()
+            })?,
         }
-        if has_password != self.username.is_some() {
-            return bad("username and a password go together");
+        check(self.port != 0, "port", || "must not be 0".into())?;
+        if let Some(helo) = &self.helo_name {
+            check(is_host_name(helo), "helo_name", || {
+                format!("{helo:?} is not a host name")
+            })?;
         }
-        if self
-            .username
-            .as_deref()
-            .is_some_and(|u| u.is_empty() || has_ctl(u))
-        {
-            return bad("invalid username");
-        }
-        if self.mode == SmtpMode::Mx && self.username.is_some() {
-            return bad("AUTH is for relay mode only");
-        }
-        if self.username.is_some() && self.tls == RelayTls::None && !is_loopback(&self.host) {
-            return bad("AUTH over plain text to a non-loopback relay");
-        }
-        if self.mode == SmtpMode::Relay
-            && (self.host.is_empty() || !self.host.bytes().all(is_host_byte))
-        {
-            return bad("invalid relay host");
-        }
-        if self.port == 0 {
-            return bad("port 0");
-        }
-        if self.helo_name.as_deref().is_some_and(|h| !valid_helo(h)) {
-            return bad("invalid helo_name");
-        }
-        let timeouts = [
-            self.connect_timeout,
-            self.command_timeout,
-            self.session_timeout,
-            self.dns_timeout,
-        ];
-        if timeouts.iter().any(Duration::is_zero) {
-            return bad("zero timeout");
+        positive(self.connect_timeout, "connect_timeout")?;
+        positive(self.command_timeout, "command_timeout")?;
+        positive(self.session_timeout, "session_timeout")?;
+        positive(self.dns_timeout, "dns_timeout")
+    }
+
+    fn validate_relay(&self, has_password: bool) -> Checked {
+        let ipv6 = self.host.parse::<std::net::Ipv6Addr>().is_ok();
+        check(is_host_name(&self.host) || ipv6, "host", || {
+            format!("{:?} is not a host name or address", self.host)
+        })?;
+        check(self.username.is_some() == has_password, "username", || {
+            "username and password_file go together: set both or neither".into()
+        })?;
+        if let Some(user) = &self.username {
+            check(
+                !user.is_empty() && printable_ascii(user),
+                "username",
+                || "must be printable ASCII".into(),
+            )?;
+            check(
+                self.tls != RelayTls::None || is_loopback(&self.host),
+                "tls",
+                || "refusing to send SMTP credentials to a remote relay without TLS".into(),
+            )?;
         }
         Ok(())
     }
@@ -175,33 +190,13 @@ pub(super) fn read_password(path: &Path) -> Result<Password, SmtpError> {
     })?);
     let trimmed = text.trim_end_matches(['\r', '\n']);
     if trimmed.is_empty() || has_ctl(trimmed) {
-        return Err(SmtpError::Invalid(
-            "password file is empty or holds control characters",
-        ));
+        return Err(SmtpError::PasswordText(path.to_owned()));
     }
     Ok(Password::new(trimmed.to_owned()))
 }
 
 fn has_ctl(s: &str) -> bool {
     s.chars().any(char::is_control)
-}
-
-fn is_host_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_')
-}
-
-pub(super) fn valid_helo(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -221,11 +216,14 @@ mod tests {
 
     #[test]
     fn config_parses_from_toml() {
-        let c: SmtpConfig = toml::from_str(
+        let mut c: SmtpConfig = toml::from_str(
             "mode = \"relay\"\nhost = \"smtp.example.net\"\nport = 587\ntls = \"starttls\"\n\
-             username = \"u\"\npassword = \"secret\"\ncommand_timeout = \"45s\"\n",
+             username = \"u\"\ncommand_timeout = \"45s\"\n",
         )
         .unwrap();
+        // Passwords never come from the configuration file.
+        assert!(toml::from_str::<SmtpConfig>("password = \"secret\"").is_err());
+        c.password = Some(Password::new("secret".into()));
         assert_eq!(c.port, 587);
         assert_eq!(c.tls, RelayTls::Starttls);
         assert_eq!(c.command_timeout, Duration::from_secs(45));

@@ -1,5 +1,5 @@
-//! The timed dynamic pool mix (draft section 3.1) and the dummy traffic
-//! policy (draft section 3.2).
+//! The timed dynamic pool mix (draft section 3.1) and, in [`dummies`], the
+//! dummy traffic policy (draft section 3.2).
 //!
 //! Every `interval` the node calls [`run_round`]: it adds a geometric
 //! number of dummies to the pool, computes how many items to send with
@@ -9,18 +9,24 @@
 //! accepted inbound packet the node calls [`add_inbound_dummies`]. Dummy
 //! packets themselves are built by the node through [`DummySource`], so
 //! this module knows nothing of the packet codec.
+//!
+//! The pool owns its settings: [`PoolConfig`] is the `[pool]` table and
+//! [`DummyConfig`] the `[dummies]` table.
+
+pub mod dummies;
 
 use std::time::Duration;
 
+use mimix_settings::{Checked, check, duration, minutes};
 use rand::CryptoRng;
-use rand_distr::{Distribution, Geometric};
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
-use crate::store::{PoolItem, Store, StoreError, counter};
-
-/// Largest number of dummies one draw may produce, whatever the mean: a
-/// guard against absurd configurations, far in the tail for sane ones.
-pub const MAX_DUMMIES_PER_DRAW: u64 = 100;
+use crate::store::{Store, StoreError, counter};
+use dummies::insert_dummies;
+pub use dummies::{
+    DummyConfig, DummyPolicy, DummySource, MAX_DUMMIES_PER_DRAW, add_inbound_dummies, dummy_chain,
+};
 
 /// Errors from the pool.
 #[derive(Debug, thiserror::Error)]
@@ -36,25 +42,41 @@ pub enum PoolError {
     InvalidMean(f64),
 }
 
-/// Parameters of the timed dynamic pool.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PoolParams {
+/// `[pool]`: the parameters of the timed dynamic pool.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
     /// Mixing interval `t`.
+    #[serde(with = "duration")]
     pub interval: Duration,
     /// Minimum number of messages kept in the pool.
     pub min: usize,
-    /// Largest fraction of the pool sent in one round.
+    /// Largest fraction of the pool sent in one round, in (0, 1].
     pub rate: f64,
 }
 
-impl Default for PoolParams {
+impl Default for PoolConfig {
     /// The draft's defaults: 15 minutes, 45 messages, 65 %.
     fn default() -> Self {
         Self {
-            interval: Duration::from_secs(15 * 60),
+            interval: minutes(15),
             min: 45,
             rate: 0.65,
         }
+    }
+}
+
+impl PoolConfig {
+    /// Checks every value; fields are named relative to the table.
+    pub fn validate(&self) -> Checked {
+        check(self.interval >= Duration::from_secs(1), "interval", || {
+            "must be at least 1s".into()
+        })?;
+        check(
+            self.rate.is_finite() && self.rate > 0.0 && self.rate <= 1.0,
+            "rate",
+            || format!("must be a fraction in (0, 1], got {}", self.rate),
+        )
     }
 }
 
@@ -85,165 +107,6 @@ pub fn select<T: Clone, R: CryptoRng + ?Sized>(items: &[T], count: usize, rng: &
         .collect()
 }
 
-/// The dummy traffic policy: geometric numbers of dummies per inbound
-/// message and per pool round, each given by its mean.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DummyPolicy {
-    inbound_mean: f64,
-    round_mean: f64,
-}
-
-impl DummyPolicy {
-    /// A policy whose draws average `inbound_mean` dummies per inbound
-    /// message and `round_mean` per round (0 disables either).
-    pub fn new(inbound_mean: f64, round_mean: f64) -> Result<Self, PoolError> {
-        for m in [inbound_mean, round_mean] {
-            if !m.is_finite() || m < 0.0 {
-                return Err(PoolError::InvalidMean(m));
-            }
-        }
-        Ok(Self {
-            inbound_mean,
-            round_mean,
-        })
-    }
-
-    /// A policy that never creates dummies.
-    pub fn disabled() -> Self {
-        Self {
-            inbound_mean: 0.0,
-            round_mean: 0.0,
-        }
-    }
-
-    /// Mean dummies per inbound message.
-    pub fn inbound_mean(&self) -> f64 {
-        self.inbound_mean
-    }
-
-    /// Mean dummies per round.
-    pub fn round_mean(&self) -> f64 {
-        self.round_mean
-    }
-
-    /// Draws the number of dummies to add after one inbound message.
-    pub fn inbound_count<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> u64 {
-        draw_geometric(self.inbound_mean, rng)
-    }
-
-    /// Draws the number of dummies to add before one pool round.
-    pub fn round_count<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> u64 {
-        draw_geometric(self.round_mean, rng)
-    }
-}
-
-impl Default for DummyPolicy {
-    /// One dummy per 32 inbound messages and one per 9 rounds on average
-    /// (draft section 3.2).
-    fn default() -> Self {
-        Self {
-            inbound_mean: 1.0 / 32.0,
-            round_mean: 1.0 / 9.0,
-        }
-    }
-}
-
-/// Draws from the geometric distribution (failures before the first
-/// success) with mean `mean`, i.e. success probability `1 / (1 + mean)`,
-/// capped at [`MAX_DUMMIES_PER_DRAW`]. Means are validated by
-/// [`DummyPolicy::new`]; an invalid one draws 0.
-fn draw_geometric<R: CryptoRng + ?Sized>(mean: f64, rng: &mut R) -> u64 {
-    match Geometric::new(1.0 / (1.0 + mean)) {
-        Ok(g) => g.sample(rng).min(MAX_DUMMIES_PER_DRAW),
-        Err(_) => 0,
-    }
-}
-
-/// Picks a dummy chain of `len` hops from `remailers` uniformly at random
-/// under the draft's rule that no remailer appears twice unless two other
-/// remailers separate them (hop `i` differs from hops `i-1` and `i-2`).
-/// Duplicate entries in `remailers` are ignored.
-///
-/// With fewer than three distinct remailers a chain of `len` hops may be
-/// impossible: the chain is then shortened to the number of distinct
-/// remailers (one or two hops). Returns `None` if `remailers` is empty or
-/// `len` is 0.
-pub fn dummy_chain<T: Clone + PartialEq, R: CryptoRng + ?Sized>(
-    remailers: &[T],
-    len: usize,
-    rng: &mut R,
-) -> Option<Vec<T>> {
-    let mut distinct: Vec<&T> = Vec::new();
-    for r in remailers {
-        if !distinct.contains(&r) {
-            distinct.push(r);
-        }
-    }
-    let len = len.min(if distinct.len() >= 3 {
-        len
-    } else {
-        distinct.len()
-    });
-    if len == 0 {
-        return None;
-    }
-    let mut chain: Vec<T> = Vec::with_capacity(len);
-    for i in 0..len {
-        let recent = chain.get(i.saturating_sub(2)..).unwrap_or_default();
-        let candidates: Vec<&T> = distinct
-            .iter()
-            .copied()
-            .filter(|r| !recent.contains(*r))
-            .collect();
-        let pick = select(&candidates, 1, rng);
-        chain.push(T::clone(pick.first()?));
-    }
-    Some(chain)
-}
-
-/// Builds dummy messages for the pool; implemented by the node, which owns
-/// the packet codec and the directory.
-pub trait DummySource {
-    /// The error building a dummy can fail with.
-    type Error: std::error::Error + Send + Sync + 'static;
-
-    /// Builds one dummy message, ready to be pooled.
-    fn make_dummy(&mut self) -> Result<PoolItem, Self::Error>;
-}
-
-/// Builds `n` dummies and inserts them into the pool in one batch.
-fn insert_dummies<S: DummySource + ?Sized>(
-    store: &Store,
-    source: &mut S,
-    n: u64,
-) -> Result<usize, PoolError> {
-    if n == 0 {
-        return Ok(0);
-    }
-    let mut items = Vec::new();
-    for _ in 0..n {
-        items.push(
-            source
-                .make_dummy()
-                .map_err(|e| PoolError::Dummy(Box::new(e)))?,
-        );
-    }
-    store.pool_insert(&items)?;
-    Ok(items.len())
-}
-
-/// Adds the dummies due after one inbound message was pooled (a geometric
-/// draw with the policy's inbound mean). Returns how many were added.
-pub fn add_inbound_dummies<S: DummySource + ?Sized, R: CryptoRng + ?Sized>(
-    store: &Store,
-    policy: &DummyPolicy,
-    source: &mut S,
-    rng: &mut R,
-) -> Result<usize, PoolError> {
-    let n = policy.inbound_count(rng);
-    insert_dummies(store, source, n)
-}
-
 /// What one pool round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RoundSummary {
@@ -266,7 +129,7 @@ pub struct RoundSummary {
 /// releases them (one durable batch) at the clock's current time.
 pub fn run_round<S: DummySource + ?Sized, R: CryptoRng + ?Sized>(
     store: &Store,
-    params: &PoolParams,
+    params: &PoolConfig,
     dummies: &DummyPolicy,
     source: &mut S,
     rng: &mut R,
@@ -293,12 +156,12 @@ pub fn run_round<S: DummySource + ?Sized, R: CryptoRng + ?Sized>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use proptest::prelude::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
     use super::*;
     use crate::clock::ManualClock;
+    use crate::store::PoolItem;
 
     #[test]
     fn send_count_table() {
@@ -330,48 +193,6 @@ mod tests {
         }
     }
 
-    fn mean_of(n: usize, mut draw: impl FnMut() -> u64) -> f64 {
-        (0..n).map(|_| draw() as f64).sum::<f64>() / n as f64
-    }
-
-    #[test]
-    fn dummy_rates_match_their_means() {
-        let mut rng = StdRng::seed_from_u64(0x5eed_0001);
-        let policy = DummyPolicy::default();
-        let n = 200_000;
-        // Standard errors: about 0.0004 (inbound) and 0.0008 (round).
-        let inbound = mean_of(n, || policy.inbound_count(&mut rng));
-        assert!(
-            (inbound - 1.0 / 32.0).abs() < 0.002,
-            "inbound mean {inbound}"
-        );
-        let round = mean_of(n, || policy.round_count(&mut rng));
-        assert!((round - 1.0 / 9.0).abs() < 0.004, "round mean {round}");
-
-        // The zero class has probability p = 1 / (1 + mean).
-        let zeros = (0..n).filter(|_| policy.round_count(&mut rng) == 0).count();
-        let p0 = zeros as f64 / n as f64;
-        assert!((p0 - 0.9).abs() < 0.004, "P(0) = {p0}");
-
-        let custom = DummyPolicy::new(2.0, 0.0).unwrap();
-        let m = mean_of(n, || custom.inbound_count(&mut rng));
-        assert!((m - 2.0).abs() < 0.03, "custom mean {m}");
-        assert!((0..1000).all(|_| custom.round_count(&mut rng) == 0));
-        let off = DummyPolicy::disabled();
-        assert!((0..1000).all(|_| off.inbound_count(&mut rng) == 0));
-    }
-
-    #[test]
-    fn dummy_policy_rejects_bad_means() {
-        for bad in [-0.1, f64::NAN, f64::INFINITY] {
-            assert!(matches!(
-                DummyPolicy::new(bad, 1.0),
-                Err(PoolError::InvalidMean(_))
-            ));
-            assert!(DummyPolicy::new(1.0, bad).is_err());
-        }
-    }
-
     #[test]
     fn selection_is_uniform() {
         let mut rng = StdRng::seed_from_u64(0x5eed_0002);
@@ -397,48 +218,6 @@ mod tests {
         assert!(chi2 < 43.8, "chi-square {chi2}, hits {hits:?}");
         assert_eq!(select(&items, 50, &mut rng).len(), 20);
         assert!(select::<usize, _>(&[], 3, &mut rng).is_empty());
-    }
-
-    fn chain_ok<T: PartialEq>(c: &[T]) -> bool {
-        c.iter()
-            .enumerate()
-            .all(|(i, h)| (1..=2).all(|back| i < back || c.get(i - back) != Some(h)))
-    }
-
-    proptest! {
-        #[test]
-        fn dummy_chain_separates_repeats(seed: u64, n in 1usize..8, len in 0usize..8, dup in 0usize..3) {
-            let mut rng = StdRng::seed_from_u64(seed);
-            let mut remailers: Vec<usize> = (0..n).collect();
-            remailers.extend((0..dup.min(n)).map(|i| i % n));
-            match dummy_chain(&remailers, len, &mut rng) {
-                None => prop_assert_eq!(len, 0),
-                Some(c) => {
-                    prop_assert_eq!(c.len(), if n >= 3 { len } else { len.min(n) });
-                    prop_assert!(chain_ok(&c), "chain {:?}", c);
-                    prop_assert!(c.iter().all(|h| *h < n));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn dummy_chain_small_sets_and_spread() {
-        let mut rng = StdRng::seed_from_u64(0x5eed_0003);
-        assert_eq!(dummy_chain::<u8, _>(&[], 4, &mut rng), None);
-        assert_eq!(dummy_chain(&["a"], 4, &mut rng), Some(vec!["a"]));
-        let two = dummy_chain(&["a", "b", "a"], 4, &mut rng).unwrap();
-        assert_eq!(two.len(), 2);
-        assert_ne!(two[0], two[1]);
-        // With three remailers every hop is forced by the first two, and
-        // every remailer shows up as the first hop.
-        let mut firsts = std::collections::BTreeSet::new();
-        for _ in 0..200 {
-            let c = dummy_chain(&[1, 2, 3], 4, &mut rng).unwrap();
-            assert_eq!(c[3], c[0]);
-            firsts.insert(c[0]);
-        }
-        assert_eq!(firsts.len(), 3);
     }
 
     struct Dummies {
@@ -473,7 +252,7 @@ mod tests {
                 msg_id: [i as u8; 16],
                 chunk: 1,
                 chunks: 1,
-                exit_type: 0,
+                exit_type: mimix_packet::ExitType::Smtp,
                 payload: vec![2; 10],
             });
         }
@@ -490,7 +269,7 @@ mod tests {
             made: 0,
             fail: false,
         };
-        let params = PoolParams::default();
+        let params = PoolConfig::default();
         let off = DummyPolicy::disabled();
 
         fill(&store, 30, 10);
@@ -524,9 +303,9 @@ mod tests {
             made: 0,
             fail: false,
         };
-        let params = PoolParams {
+        let params = PoolConfig {
             min: 1000,
-            ..PoolParams::default()
+            ..PoolConfig::default()
         };
         let many = DummyPolicy::new(3.0, 3.0).unwrap();
 

@@ -1,0 +1,68 @@
+//! Why the exit does not deliver a payload, or refuses its settings.
+
+/// A reason a payload is not delivered, or a configuration is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The payload is not an RFC 2822 message.
+    #[error("payload is not a parseable message")]
+    Unparseable,
+    /// A header line is malformed in a way that could inject headers.
+    #[error("malformed header line: {0}")]
+    MalformedHeader(&'static str),
+    /// The message names no recipient.
+    #[error("message has no recipients")]
+    NoRecipients,
+    /// A recipient in To/Cc/Bcc is not an acceptable address.
+    #[error("invalid recipient address")]
+    InvalidAddress,
+    /// More distinct recipients than allowed.
+    #[error(
+        "{} recipients, at most {max} allowed",
+        crate::safelog::sensitive(found)
+    )]
+    TooManyRecipients {
+        /// Distinct recipients found.
+        found: usize,
+        /// Configured limit.
+        max: usize,
+    },
+    /// The payload or the resulting message exceeds the size limit.
+    #[error(
+        "message of {} bytes exceeds the limit of {max}",
+        crate::safelog::sensitive(size)
+    )]
+    TooLarge {
+        /// Size in bytes.
+        size: usize,
+        /// Configured limit.
+        max: usize,
+    },
+    /// Every recipient is on the destination blocklist.
+    #[error("all {} recipients are blocked", crate::safelog::sensitive(.0))]
+    AllRecipientsBlocked(usize),
+    /// The clock is outside the range a `Date:` header can express.
+    #[error("clock out of range for a Date header")]
+    ClockOutOfRange,
+    /// An encoded [`Delivery`] is malformed.
+    #[error("malformed encoded delivery")]
+    BadEncoding,
+    /// Configuration: `from` is not a mailbox with a display name
+    /// containing "Anonymous" in printable ASCII.
+    #[error("invalid exit from {0:?}: {1}")]
+    BadFrom(String, &'static str),
+    /// Configuration: `envelope_from` is not a valid ASCII address.
+    #[error("invalid envelope_from {0:?}")]
+    BadEnvelopeFrom(String),
+    /// Configuration: `comments` holds control characters or is too long.
+    #[error("invalid comments: {0}")]
+    BadComments(&'static str),
+    /// Configuration: `message_id_domain` is not a domain name.
+    #[error("invalid message_id_domain {0:?}")]
+    BadDomain(String),
+    /// Configuration: a header pattern is not a field name or `prefix*`.
+    #[error("invalid header pattern {0:?}")]
+    BadPattern(String),
+    /// Configuration: a size or count limit is out of range.
+    #[error("invalid limit: {0}")]
+    BadLimit(&'static str),
+}

@@ -1,0 +1,195 @@
+//! The exit's side of the node: exit chunks released by the pool are
+//! reassembled into the mail queue, and the mail queue is served by the
+//! [`queue`](crate::queue) worker (at most `concurrency` deliveries at
+//! once, `per_destination` to the relay or to one recipient domain).
+//!
+//! A message's first attempt runs the header policy and blocklist on the
+//! sender's bytes. When some recipients are deferred, the prepared
+//! delivery to just those recipients replaces the message in the queue (in
+//! the same batch as the retry), flagged as prepared, so a retry never
+//! re-sends to recipients that already have it and never runs sender bytes
+//! past the policy as if they were prepared. Parsing and the blocklist run
+//! on the blocking pool; only the SMTP session runs on the runtime.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::{Shared, blocking};
+use crate::exit::reassembly;
+use crate::exit::{Delivery, DeliveryResult, Exit, ExitCounts, PolicyError};
+use crate::queue::{Attempt, Due, Outcome, Queue, Skip, Worker};
+use crate::store::{MailId, StoreError, counter};
+
+/// How often the exit queue is looked at.
+const TICK: Duration = Duration::from_millis(500);
+/// Exit chunks reassembled per tick.
+const CHUNKS_PER_TICK: usize = 256;
+
+/// A queued message: the sender's bytes, or a prepared delivery.
+pub(crate) struct Mail {
+    payload: Vec<u8>,
+    prepared: bool,
+}
+
+/// The mail queue as the worker sees it.
+pub(crate) struct MailQueue {
+    shared: Arc<Shared>,
+    exit: Arc<Exit>,
+}
+
+impl MailQueue {
+    /// The worker serving the mail queue of `shared` through `exit`.
+    pub fn worker(shared: &Arc<Shared>, exit: Arc<Exit>) -> Worker<Self> {
+        let c = &shared.config.exit.retry;
+        Worker::new(
+            Arc::new(Self {
+                shared: shared.clone(),
+                exit,
+            }),
+            c.retry(),
+            c.caps(),
+            shared.clock.clone(),
+        )
+        .with_waker(shared.mail_wake.clone())
+    }
+
+    /// The policy and blocklist, on the blocking pool.
+    async fn prepare(&self, mail: &Mail) -> Result<Delivery, PolicyError> {
+        let (exit, payload, prepared) = (self.exit.clone(), mail.payload.clone(), mail.prepared);
+        let job = move || {
+            if prepared {
+                let mut delivery = Delivery::decode(&payload)?;
+                exit.drop_blocked(&mut delivery);
+                Ok(delivery)
+            } else {
+                exit.prepare(&payload, &mut rand::rng())
+            }
+        };
+        tokio::task::spawn_blocking(job)
+            .await
+            .unwrap_or(Err(PolicyError::Unparseable))
+    }
+}
+
+impl Queue for MailQueue {
+    type Item = Mail;
+    /// The delivery to the recipients still pending.
+    type State = Vec<u8>;
+
+    fn name(&self) -> &'static str {
+        "mail"
+    }
+
+    fn due(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        skip: &Skip,
+    ) -> Result<Vec<Due<Mail>>, StoreError> {
+        let exit = &self.exit;
+        let items = self.shared.store.mail_due(now, limit, &|id, domain| {
+            skip.skips(id, &exit.destination(domain))
+        })?;
+        Ok(items
+            .into_iter()
+            .map(|i| Due {
+                id: i.id.0,
+                destination: exit.destination(&i.destination),
+                attempts: i.attempts,
+                first_queued: i.first_queued,
+                item: Mail {
+                    payload: i.payload,
+                    prepared: i.prepared,
+                },
+            })
+            .collect())
+    }
+
+    async fn attempt(&self, due: &Due<Mail>) -> Attempt<Vec<u8>> {
+        let mut delivery = match self.prepare(&due.item).await {
+            Ok(d) => d,
+            Err(e) => {
+                debug!("exit: message dropped by policy: {e}");
+                return Attempt::Failed;
+            }
+        };
+        match self.exit.send(&mut delivery).await {
+            DeliveryResult::Delivered => Attempt::Delivered,
+            DeliveryResult::Failed(f) => {
+                debug!(kind = ?f.kind, code = ?f.code, "exit: delivery failed permanently");
+                Attempt::Failed
+            }
+            DeliveryResult::Retry(f) => {
+                debug!(kind = ?f.kind, code = ?f.code, "exit: delivery deferred");
+                Attempt::Retry(delivery.encode())
+            }
+        }
+    }
+
+    fn record(&self, due: Due<Mail>, outcome: Outcome<Vec<u8>>) -> Result<(), StoreError> {
+        let (store, id) = (&self.shared.store, MailId(due.id));
+        match outcome {
+            Outcome::Delivered => store.mail_delivered(id),
+            Outcome::Failed | Outcome::GaveUp => store.mail_drop(id),
+            Outcome::Retry { at, state } => store.mail_retry_prepared(id, at, &state),
+        }
+        .map(drop)
+    }
+}
+
+/// Reassembles exit chunks into the mail queue until `stop` is cancelled.
+pub(crate) async fn reassemble(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let s = shared.clone();
+        let processed = blocking("reassembly", move || {
+            let limits = &s.config.exit.reassembly;
+            reassembly::process_exit_queue(&s.store, limits, s.clock.now(), CHUNKS_PER_TICK)
+        })
+        .await;
+        if let Some(outcomes) = processed.filter(|o| !o.is_empty()) {
+            debug!(n = outcomes.len(), "exit chunks processed");
+            shared.mail_wake.notify_one();
+        }
+    }
+}
+
+/// The exit's recipient counts since `last`, as store counters.
+pub(crate) fn count_recipients(shared: &Shared, now: ExitCounts, last: ExitCounts) {
+    let pairs = [
+        (counter::EXIT_REJECTED, now.rejected, last.rejected),
+        (
+            counter::RECIPIENTS_BLOCKED,
+            now.blocked_recipients,
+            last.blocked_recipients,
+        ),
+        (
+            counter::RECIPIENTS_DELIVERED,
+            now.delivered_recipients,
+            last.delivered_recipients,
+        ),
+        (
+            counter::RECIPIENTS_FAILED,
+            now.failed_recipients,
+            last.failed_recipients,
+        ),
+        (
+            counter::RECIPIENTS_DEFERRED,
+            now.deferred_recipients,
+            last.deferred_recipients,
+        ),
+    ];
+    for (name, now, last) in pairs {
+        if now > last {
+            shared.tally.add(name, now - last);
+        }
+    }
+}

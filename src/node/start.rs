@@ -1,0 +1,251 @@
+//! Start-up wiring: the data directory, the store and our keys, the
+//! transport (a loopback listener, or Arti with our onion service), then
+//! the node's jobs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mimix_settings::fs::private_dir;
+use mimix_tor::{IncomingStreams, OnionService, TorTransport};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::shared::Parts;
+use super::{ADDRESS_FILE, NodeError, Shared, intake, mail, maintenance, outbound, rounds};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::exit::Exit;
+use crate::keystore::{KeyGenerator, Keystore};
+use crate::store::Store;
+use crate::transport::{Dialer, LoopbackDialer, Server, TorDialer, TransportKind};
+
+/// Where the node's packets come in.
+pub(super) enum Listener {
+    /// The direct transport's TCP listener.
+    Tcp(tokio::net::TcpListener),
+    /// Our onion service.
+    Onion {
+        tor: Arc<TorTransport>,
+        incoming: IncomingStreams,
+        service: OnionService,
+    },
+}
+
+/// What [`start`] hands the node.
+pub(super) struct Started {
+    pub shared: Arc<Shared>,
+    pub listen: Option<std::net::SocketAddr>,
+    pub tasks: Vec<JoinHandle<()>>,
+    pub tor: Option<(Arc<TorTransport>, OnionService)>,
+}
+
+/// Opens the node's state, starts its transport and its jobs.
+pub(super) async fn start(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    keygen: &mut dyn KeyGenerator,
+    stop: &CancellationToken,
+) -> Result<Started, NodeError> {
+    private_dir(config.data_dir())?;
+    let store = Store::open(&config.store_dir())?;
+    let mut keys = Keystore::open(&config.keys_dir(), store.clone(), config.keys)?;
+    keys.rotate(clock.epoch_day(), keygen)?;
+    let exit = match config.node.smtp_exit {
+        true => Some(Arc::new(
+            Exit::new(&config.exit, clock.clone()).map_err(|e| NodeError::Exit(e.to_string()))?,
+        )),
+        false => None,
+    };
+    let (dialer, listener, address) = open_transport(&config).await?;
+    let (directory, errors) = Directory::new(&config.directory.remailers, clock.epoch_day());
+    for e in errors {
+        warn!("{e}");
+    }
+    let server_limits = config.transport.server_limits();
+    let shared = Shared::new(Parts {
+        store,
+        keys,
+        directory,
+        clock,
+        config,
+        address,
+        dialer,
+    })?;
+    let server = Server::new(
+        intake::Intake::start(shared.clone()),
+        server_limits,
+        stop.clone(),
+    );
+    let Serving { listen, tor, task } = serve(server, listener, stop.clone());
+    let mut tasks = vec![
+        task,
+        tokio::spawn(rounds::run(shared.clone(), stop.clone())),
+        tokio::spawn(outbound::Outbound::worker(&shared).run(stop.clone())),
+        tokio::spawn(maintenance::run(shared.clone(), stop.clone())),
+        tokio::spawn(maintenance::directory(shared.clone(), stop.clone())),
+        tokio::spawn(maintenance::flush_counters(
+            shared.clone(),
+            exit.clone(),
+            stop.clone(),
+        )),
+    ];
+    if let Some(exit) = exit {
+        tasks.push(tokio::spawn(mail::reassemble(shared.clone(), stop.clone())));
+        tasks.push(tokio::spawn(
+            mail::MailQueue::worker(&shared, exit).run(stop.clone()),
+        ));
+    }
+    info!(
+        smtp_exit = shared.config.node.smtp_exit,
+        "mimix node started"
+    );
+    Ok(Started {
+        shared,
+        listen,
+        tasks,
+        tor,
+    })
+}
+
+/// The server task and what it serves on.
+struct Serving {
+    /// The TCP address (direct transport).
+    listen: Option<std::net::SocketAddr>,
+    /// The Tor client and our onion service, kept alive with the node.
+    tor: Option<(Arc<TorTransport>, OnionService)>,
+    /// The task accepting connections.
+    task: JoinHandle<()>,
+}
+
+/// Serves `listener` with `server` until `stop` is cancelled.
+fn serve<C: crate::transport::Collector>(
+    server: Server<C>,
+    listener: Listener,
+    stop: CancellationToken,
+) -> Serving {
+    match listener {
+        Listener::Tcp(l) => Serving {
+            listen: l.local_addr().ok(),
+            tor: None,
+            task: tokio::spawn(async move { server.serve_tcp(l).await }),
+        },
+        Listener::Onion {
+            tor,
+            mut incoming,
+            service,
+        } => {
+            let task = tokio::spawn(async move {
+                loop {
+                    let stream = tokio::select! {
+                        _ = stop.cancelled() => break,
+                        s = incoming.accept() => s,
+                    };
+                    let Some(stream) = stream else { break };
+                    let server = server.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = server.serve_connection(stream).await {
+                            debug!("onion connection: {e}");
+                        }
+                    });
+                }
+            });
+            Serving {
+                listen: None,
+                tor: Some((tor, service)),
+                task,
+            }
+        }
+    }
+}
+
+/// Opens the configured transport: the dialer for peers, where packets
+/// come in, and our published address.
+async fn open_transport(config: &Config) -> Result<(Arc<dyn Dialer>, Listener, String), NodeError> {
+    let t = &config.transport;
+    match t.kind {
+        TransportKind::Direct => {
+            warn!(
+                "transport is 'direct': plain HTTP without Tor, NOT anonymous (development and tests only)"
+            );
+            let io = |source| NodeError::Io {
+                op: "listening on",
+                path: PathBuf::from(t.listen.to_string()),
+                source,
+            };
+            let listener = tokio::net::TcpListener::bind(t.listen).await.map_err(io)?;
+            let local = listener.local_addr().map_err(io)?;
+            let address = config
+                .node
+                .address
+                .clone()
+                .unwrap_or_else(|| format!("http://{local}"));
+            Ok((Arc::new(LoopbackDialer), Listener::Tcp(listener), address))
+        }
+        TransportKind::Tor => open_tor(config).await,
+    }
+}
+
+/// Starts Arti and our onion service.
+async fn open_tor(config: &Config) -> Result<(Arc<dyn Dialer>, Listener, String), NodeError> {
+    let t = &config.transport;
+    info!("starting the embedded Tor client");
+    let (tx, rx) = tokio::sync::watch::channel(mimix_tor::BootstrapProgress::default());
+    let progress = tokio::spawn(show_progress(rx));
+    let started = TorTransport::start_with_progress(&config.tor, tx).await;
+    progress.abort();
+    let tor = Arc::new(
+        started
+            .map_err(|e| NodeError::Transport(e.to_string()))?
+            .with_dial_timeout(t.connect_timeout),
+    );
+    let (onion, incoming, service) = tor
+        .launch_onion_service(&config.tor.service_nickname)
+        .await
+        .map_err(|e| NodeError::Transport(e.to_string()))?;
+    let address = config
+        .node
+        .address
+        .clone()
+        .unwrap_or_else(|| format!("http://{onion}"));
+    let path = config.data_dir().join(ADDRESS_FILE);
+    std::fs::write(&path, format!("{address}\n")).map_err(|source| NodeError::Io {
+        op: "writing",
+        path,
+        source,
+    })?;
+    info!("onion service launched");
+    let dialer: Arc<dyn Dialer> = if t.allow_clearnet_hops {
+        Arc::new(TorDialer::allowing_clearnet(tor.clone()))
+    } else {
+        Arc::new(TorDialer::new(tor.clone()))
+    };
+    let listener = Listener::Onion {
+        tor,
+        incoming,
+        service,
+    };
+    Ok((dialer, listener, address))
+}
+
+/// Shows bootstrap progress on a terminal (the Tor crate also logs it).
+async fn show_progress(mut rx: tokio::sync::watch::Receiver<mimix_tor::BootstrapProgress>) {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    while rx.changed().await.is_ok() {
+        let p = rx.borrow().clone();
+        let mut err = std::io::stderr();
+        let _ = write!(
+            err,
+            "\rTor bootstrap: {:>3}% {:<60}",
+            p.percent, p.description
+        );
+        if p.ready {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+    }
+}

@@ -1,0 +1,468 @@
+//! The one durable-queue worker: every queue of the shape "durable item,
+//! destination, retry with backoff, caps per destination" is served by
+//! [`Worker`]. The outbound queue (packets for next hops) and the mail
+//! queue (messages for SMTP) are its two users today.
+//!
+//! # How it runs
+//!
+//! The worker keeps up to [`Caps::concurrency`] attempts in flight, at most
+//! [`Caps::per_destination`] of them to one destination. Whenever a slot
+//! is free it asks its [`Queue`] for due items, telling it which items are
+//! in flight and which destinations are at their cap, so a dead or slow
+//! destination holds only its own slots and never the head of the due
+//! list. A finished attempt frees its slot at once and the worker refills
+//! it straight away; new work is announced with the [`Notify`] from
+//! [`Worker::waker`], and a coarse poll catches retries coming due.
+//!
+//! An attempt ends in one of three ways ([`Attempt`]): delivered, failed
+//! for good, or worth retrying. A retry is scheduled after
+//! [`Retry::delay`] (exponential backoff with jitter) until the item has
+//! been queued for [`Retry::give_up_after`]; then it is given up. The
+//! outcome is written by [`Queue::record`]; if that write fails the item
+//! is parked for a while instead of being tried again at once, so a full
+//! or failing disk does not turn into a storm of repeated deliveries.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mimix_settings::{Checked, check};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::clock::Clock;
+use crate::store::StoreError;
+
+/// How often the worker looks for retries that have come due when nothing
+/// else woke it.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Longest an item whose outcome could not be recorded is parked.
+const MAX_PARK: Duration = Duration::from_secs(60);
+
+/// Most batches one refill asks for.
+const FILL_ROUNDS: usize = 8;
+
+/// Backoff of one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Wait before the first retry; doubled after each failure.
+    pub initial: Duration,
+    /// Longest wait between retries.
+    pub max: Duration,
+    /// An item still undelivered this long after it was queued is given
+    /// up.
+    pub give_up_after: Duration,
+}
+
+impl Retry {
+    /// The delay before attempt `attempts + 1`: `initial * 2^attempts`,
+    /// capped at `max`, then scaled by `jitter`, clamped to [0.75, 1.25].
+    pub fn delay(&self, attempts: u32, jitter: f64) -> Duration {
+        let factor = 1u32.checked_shl(attempts.min(30)).unwrap_or(u32::MAX);
+        let exp = self.initial.saturating_mul(factor);
+        exp.min(self.max).mul_f64(jitter.clamp(0.75, 1.25))
+    }
+
+    /// Checks the three durations, named as the table names them.
+    pub fn validate(&self, [initial, max, give_up]: [&str; 3]) -> Checked {
+        check(self.initial >= Duration::from_secs(1), initial, || {
+            "must be at least 1s".into()
+        })?;
+        check(self.max >= self.initial, max, || {
+            format!("must be at least {initial}")
+        })?;
+        check(self.give_up_after >= self.initial, give_up, || {
+            format!("must be at least {initial}")
+        })
+    }
+}
+
+/// How many attempts run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Most attempts in flight in all.
+    pub concurrency: usize,
+    /// Most attempts in flight to one destination.
+    pub per_destination: usize,
+}
+
+impl Caps {
+    /// Checks both caps, named as the table names them.
+    pub fn validate(&self, [concurrency, per_destination]: [&str; 2]) -> Checked {
+        check((1..=1024).contains(&self.concurrency), concurrency, || {
+            format!("must be 1 to 1024, got {}", self.concurrency)
+        })?;
+        check(
+            (1..=self.concurrency).contains(&self.per_destination),
+            per_destination,
+            || format!("must be 1 to {concurrency} ({})", self.concurrency),
+        )
+    }
+}
+
+/// A due item as the worker sees it.
+#[derive(Clone)]
+pub struct Due<T> {
+    /// The item's ID in its queue.
+    pub id: u64,
+    /// Where it goes (a next hop's address, a mail domain): the key of the
+    /// per-destination cap.
+    pub destination: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When it was first queued.
+    pub first_queued: SystemTime,
+    /// The item itself.
+    pub item: T,
+}
+
+impl<T> std::fmt::Debug for Due<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Due")
+            .field("id", &self.id)
+            .field("destination", &crate::safelog::sensitive(&self.destination))
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one attempt came to.
+#[derive(Debug)]
+pub enum Attempt<S> {
+    /// Done: remove the item.
+    Delivered,
+    /// Failed for good (refused, invalid): remove the item.
+    Failed,
+    /// Failed for now; `S` is what the next attempt needs (for mail: the
+    /// recipients still pending).
+    Retry(S),
+}
+
+/// What the worker asks the queue to record.
+#[derive(Debug)]
+pub enum Outcome<S> {
+    /// Delivered.
+    Delivered,
+    /// Failed for good.
+    Failed,
+    /// Still failing after [`Retry::give_up_after`].
+    GaveUp,
+    /// Try again at `at`, with `state`.
+    Retry {
+        /// When the item is due again.
+        at: SystemTime,
+        /// What the next attempt needs.
+        state: S,
+    },
+}
+
+/// What the worker passes to [`Queue::due`]: the items and destinations to
+/// leave out.
+#[derive(Debug, Default)]
+pub struct Skip {
+    /// Items in flight or parked.
+    pub ids: HashSet<u64>,
+    /// Destinations at their cap.
+    pub destinations: HashSet<String>,
+}
+
+impl Skip {
+    /// Whether the item `id` for `destination` is to be left out.
+    pub fn skips(&self, id: u64, destination: &str) -> bool {
+        self.ids.contains(&id) || self.destinations.contains(destination)
+    }
+}
+
+/// A durable queue served by a [`Worker`].
+pub trait Queue: Send + Sync + 'static {
+    /// A queued item.
+    type Item: Send + 'static;
+    /// What a retry keeps.
+    type State: Send + 'static;
+
+    /// The queue's name, for logs.
+    fn name(&self) -> &'static str;
+
+    /// Up to `limit` items due at `now`, earliest first, leaving out what
+    /// `skip` names. Runs on the blocking pool.
+    fn due(
+        &self,
+        now: SystemTime,
+        limit: usize,
+        skip: &Skip,
+    ) -> Result<Vec<Due<Self::Item>>, StoreError>;
+
+    /// Tries to deliver one item.
+    fn attempt(&self, due: &Due<Self::Item>) -> impl Future<Output = Attempt<Self::State>> + Send;
+
+    /// Records what became of an item. Runs on the blocking pool.
+    fn record(&self, due: Due<Self::Item>, outcome: Outcome<Self::State>)
+    -> Result<(), StoreError>;
+}
+
+/// Where retry jitter comes from: a factor in [0.75, 1.25).
+pub type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+/// Jitter from the thread's CSPRNG.
+pub fn random_jitter() -> Jitter {
+    Arc::new(|| rand::RngExt::random_range(&mut rand::rng(), 0.75..1.25))
+}
+
+/// A finished attempt, reported to the worker loop.
+struct Finished {
+    id: u64,
+    destination: String,
+    /// The outcome could not be written: park the item.
+    unrecorded: bool,
+}
+
+/// Serves one [`Queue`].
+pub struct Worker<Q: Queue> {
+    queue: Arc<Q>,
+    retry: Retry,
+    caps: Caps,
+    clock: Arc<dyn Clock>,
+    jitter: Jitter,
+    wake: Arc<Notify>,
+}
+
+impl<Q: Queue> std::fmt::Debug for Worker<Q> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("queue", &self.queue.name())
+            .field("caps", &self.caps)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The worker loop's view of what is in flight.
+#[derive(Default)]
+struct Slots {
+    inflight: HashMap<u64, String>,
+    per_destination: HashMap<String, usize>,
+    /// Items whose outcome could not be written: not before this time, and
+    /// how many times in a row.
+    parked: HashMap<u64, (tokio::time::Instant, u32)>,
+}
+
+impl Slots {
+    fn skip(&self, cap: usize) -> Skip {
+        let now = tokio::time::Instant::now();
+        let parked = self
+            .parked
+            .iter()
+            .filter(|(_, (until, _))| *until > now)
+            .map(|(id, _)| id);
+        Skip {
+            ids: self.inflight.keys().chain(parked).copied().collect(),
+            destinations: self
+                .per_destination
+                .iter()
+                .filter(|(_, n)| **n >= cap)
+                .map(|(d, _)| d.clone())
+                .collect(),
+        }
+    }
+
+    fn start(&mut self, id: u64, destination: &str) {
+        self.inflight.insert(id, destination.to_owned());
+        *self
+            .per_destination
+            .entry(destination.to_owned())
+            .or_default() += 1;
+    }
+
+    fn finish(&mut self, f: &Finished) {
+        self.inflight.remove(&f.id);
+        if let Some(n) = self.per_destination.get_mut(&f.destination) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_destination.remove(&f.destination);
+            }
+        }
+        if f.unrecorded {
+            let times = self.parked.get(&f.id).map_or(0, |p| p.1) + 1;
+            let wait = Duration::from_secs(1)
+                .saturating_mul(1u32.checked_shl(times.min(6)).unwrap_or(u32::MAX))
+                .min(MAX_PARK);
+            self.parked
+                .insert(f.id, (tokio::time::Instant::now() + wait, times));
+        } else {
+            self.parked.remove(&f.id);
+        }
+    }
+}
+
+impl<Q: Queue> Worker<Q> {
+    /// A worker for `queue`.
+    pub fn new(queue: Arc<Q>, retry: Retry, caps: Caps, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            queue,
+            retry,
+            caps,
+            clock,
+            jitter: random_jitter(),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The same worker, woken by `wake` (shared with whoever queues items).
+    #[must_use]
+    pub fn with_waker(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = wake;
+        self
+    }
+
+    /// The same worker with retry jitter from `jitter`.
+    #[must_use]
+    pub fn with_jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Notifying this wakes the worker to look for due items at once (call
+    /// it after queueing new items).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Serves the queue until `stop` is cancelled. Attempts in flight then
+    /// are abandoned unrecorded: their items stay due and are tried again
+    /// after a restart.
+    pub async fn run(self, stop: CancellationToken) {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
+        let mut slots = Slots::default();
+        loop {
+            self.fill(&mut slots, &done_tx).await;
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                f = done_rx.recv() => {
+                    let Some(f) = f else { break };
+                    slots.finish(&f);
+                    while let Ok(f) = done_rx.try_recv() {
+                        slots.finish(&f);
+                    }
+                }
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// Starts attempts for due items while slots are free. A batch can
+    /// hold several items for one destination of which only some fit its
+    /// cap; the others are passed over and the queue asked again, now
+    /// skipping that destination.
+    async fn fill(&self, slots: &mut Slots, done: &mpsc::UnboundedSender<Finished>) {
+        for _ in 0..FILL_ROUNDS {
+            let free = self.caps.concurrency.saturating_sub(slots.inflight.len());
+            if free == 0 || !self.fill_once(slots, free, done).await {
+                return;
+            }
+        }
+    }
+
+    /// One batch of [`Worker::fill`]; whether it was cut short by a
+    /// destination cap (so asking again may find more).
+    async fn fill_once(
+        &self,
+        slots: &mut Slots,
+        free: usize,
+        done: &mpsc::UnboundedSender<Finished>,
+    ) -> bool {
+        let skip = slots.skip(self.caps.per_destination.max(1));
+        let (queue, now) = (self.queue.clone(), self.clock.now());
+        let due = tokio::task::spawn_blocking(move || queue.due(now, free, &skip)).await;
+        let due = match due {
+            Ok(Ok(due)) => due,
+            Ok(Err(e)) => {
+                warn!("reading the {} queue: {e}", self.queue.name());
+                return false;
+            }
+            Err(_) => {
+                warn!("reading the {} queue: task failed", self.queue.name());
+                return false;
+            }
+        };
+        let full = due.len() >= free;
+        let mut passed_over = false;
+        for item in due {
+            let busy = slots
+                .per_destination
+                .get(&item.destination)
+                .copied()
+                .unwrap_or(0);
+            if slots.inflight.len() >= self.caps.concurrency
+                || busy >= self.caps.per_destination
+                || slots.inflight.contains_key(&item.id)
+            {
+                passed_over = true;
+                continue;
+            }
+            slots.start(item.id, &item.destination);
+            self.spawn_attempt(item, done.clone());
+        }
+        full && passed_over
+    }
+
+    fn spawn_attempt(&self, due: Due<Q::Item>, done: mpsc::UnboundedSender<Finished>) {
+        let queue = self.queue.clone();
+        let (retry, clock, jitter) = (self.retry, self.clock.clone(), self.jitter.clone());
+        tokio::spawn(async move {
+            let (id, destination) = (due.id, due.destination.clone());
+            let attempt = queue.attempt(&due).await;
+            let outcome = decide(attempt, &due, &retry, clock.now(), jitter());
+            let q = queue.clone();
+            let recorded = tokio::task::spawn_blocking(move || q.record(due, outcome)).await;
+            let unrecorded = match recorded {
+                Ok(Ok(())) => false,
+                Ok(Err(e)) => {
+                    warn!("recording a {} delivery: {e}", queue.name());
+                    true
+                }
+                Err(_) => {
+                    warn!("recording a {} delivery: task failed", queue.name());
+                    true
+                }
+            };
+            let _ = done.send(Finished {
+                id,
+                destination,
+                unrecorded,
+            });
+        });
+    }
+}
+
+/// Turns an attempt into the outcome to record.
+fn decide<T, S>(
+    attempt: Attempt<S>,
+    due: &Due<T>,
+    retry: &Retry,
+    now: SystemTime,
+    jitter: f64,
+) -> Outcome<S> {
+    match attempt {
+        Attempt::Delivered => Outcome::Delivered,
+        Attempt::Failed => Outcome::Failed,
+        Attempt::Retry(state) => {
+            let queued_for = now.duration_since(due.first_queued).unwrap_or_default();
+            if queued_for >= retry.give_up_after {
+                debug!("giving up on an item after its retry period");
+                Outcome::GaveUp
+            } else {
+                Outcome::Retry {
+                    at: now + retry.delay(due.attempts, jitter),
+                    state,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "queue_tests.rs"]
+mod tests;
