@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::{Shared, blocking};
+use super::{Shared, blocking, every};
 use crate::exit::reassembly;
 use crate::exit::{Delivery, DeliveryResult, Exit, ExitCounts, PolicyError};
 use crate::queue::{Attempt, Due, Outcome, Queue, Skip, Worker};
@@ -142,13 +142,7 @@ impl Queue for MailQueue {
 
 /// Reassembles exit chunks into the mail queue until `stop` is cancelled.
 pub(crate) async fn reassemble(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tick.tick() => {}
-        }
+    every(TICK, Duration::ZERO, stop, || async {
         let s = shared.clone();
         let processed = blocking("reassembly", move || {
             let limits = &s.config.exit.reassembly;
@@ -159,7 +153,8 @@ pub(crate) async fn reassemble(shared: Arc<Shared>, stop: CancellationToken) {
             debug!(n = outcomes.len(), "exit chunks processed");
             shared.mail_wake.notify_one();
         }
-    }
+    })
+    .await;
 }
 
 /// The exit's recipient counts since `last`, as store counters.

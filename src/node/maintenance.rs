@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::{Shared, blocking, mail, status};
+use super::{Shared, blocking, every, mail, status};
 use crate::exit::{Exit, ExitCounts};
 use crate::keystore::{KeyGenerator, SystemKeyGenerator};
 
@@ -30,27 +30,25 @@ const DIRECTORY_RETRY: Duration = Duration::from_secs(3);
 
 /// Runs the periodic maintenance until `stop` is cancelled.
 pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(MAINTENANCE);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        let s = shared.clone();
-        blocking("pruning", move || {
-            let now = s.clock.now();
-            s.store.prune_replay(now).map_err(|e| e.to_string())?;
-            crate::exit::reassembly::prune(&s.store, now).map_err(|e| e.to_string())?;
-            Ok::<_, String>(())
-        })
-        .await;
-        rotate_keys(&shared).await;
-        if let Err(e) = shared.refresh_conf() {
-            warn!("refreshing remailer-conf: {e}");
-        }
-        let s = shared.clone();
-        blocking("writing the status file", move || status::write(&s)).await;
+    every(MAINTENANCE, Duration::ZERO, stop, || maintain(&shared)).await;
+}
+
+/// One maintenance run.
+async fn maintain(shared: &Arc<Shared>) {
+    let s = shared.clone();
+    blocking("pruning", move || {
+        let now = s.clock.now();
+        s.store.prune_replay(now).map_err(|e| e.to_string())?;
+        crate::exit::reassembly::prune(&s.store, now).map_err(|e| e.to_string())?;
+        Ok::<_, String>(())
+    })
+    .await;
+    rotate_keys(shared).await;
+    if let Err(e) = shared.refresh_conf() {
+        warn!("refreshing remailer-conf: {e}");
     }
+    let s = shared.clone();
+    blocking("writing the status file", move || status::write(&s)).await;
 }
 
 /// Makes a new key if one is due (generated on the blocking pool, without
@@ -95,24 +93,19 @@ pub(crate) async fn flush_counters(
     exit: Option<Arc<Exit>>,
     stop: CancellationToken,
 ) {
-    let mut last = ExitCounts::default();
-    let mut tick = tokio::time::interval(FLUSH);
-    loop {
-        let stopping = tokio::select! {
-            _ = stop.cancelled() => true,
-            _ = tick.tick() => false,
-        };
+    let last = std::sync::Mutex::new(ExitCounts::default());
+    let flush = || async {
         if let Some(exit) = &exit {
             let now = exit.counts();
-            mail::count_recipients(&shared, now, last);
-            last = now;
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            mail::count_recipients(&shared, now, *last);
+            *last = now;
         }
         let s = shared.clone();
         blocking("writing counters", move || s.tally.flush(&s.store)).await;
-        if stopping {
-            break;
-        }
-    }
+    };
+    every(FLUSH, FLUSH, stop, flush).await;
+    flush().await;
 }
 
 /// Fetches the known remailers' confs: every few seconds while some are

@@ -42,7 +42,7 @@ pub use outbound::OutboundConfig;
 pub use replay::ReplayConfig;
 pub use settings::NodeConfig;
 pub use shared::DummyError;
-pub(crate) use shared::{Shared, blocking};
+pub(crate) use shared::{Shared, blocking, every};
 pub use status::STATUS_FILE;
 
 /// The file holding our published address (like C tor's `hostname`).

@@ -2,10 +2,13 @@
 //! remailers, the transport, the clock and the configuration.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use mimix_packet::{Hop, build_dummy};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::clock::Clock;
@@ -188,6 +191,27 @@ impl DummySource for Dummies {
             next_hop: first,
             packet: packet.as_bytes().to_vec(),
         })
+    }
+}
+
+/// Runs `job` every `period`, the first time `first` from now, until
+/// `stop` is cancelled; a run that takes longer delays the next one.
+pub(crate) async fn every<F, Fut>(
+    period: Duration,
+    first: Duration,
+    stop: CancellationToken,
+    mut job: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => job().await,
+        }
     }
 }
 
