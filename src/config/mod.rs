@@ -31,6 +31,7 @@ use mimix_tor::TorConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::directory::DirectoryConfig;
+use crate::directory::pinger::PingerConfig;
 use crate::exit::ExitConfig;
 use crate::keystore::KeysConfig;
 use crate::node::{NodeConfig, OutboundConfig, ReplayConfig};
@@ -80,6 +81,9 @@ pub struct Config {
     /// `[directory]`
     #[serde(default)]
     pub directory: DirectoryConfig,
+    /// `[pinger]`
+    #[serde(default)]
+    pub pinger: PingerConfig,
 }
 
 /// Why a configuration could not be loaded.
@@ -275,6 +279,7 @@ impl Config {
             outbound: OutboundConfig::default(),
             exit: ExitConfig::default(),
             directory: DirectoryConfig::default(),
+            pinger: PingerConfig::default(),
         };
         config.node.data_dir = data_dir.to_owned();
         config.fill_derived_paths();
@@ -355,6 +360,12 @@ impl Config {
         self.exit.blocklist = fix("exit.blocklist", &self.exit.blocklist)?;
         if let Some(p) = &self.exit.smtp.password_file {
             self.exit.smtp.password_file = Some(fix("exit.smtp.password_file", p)?);
+        }
+        if let Some(p) = &self.node.help_file {
+            self.node.help_file = Some(fix("node.help_file", p)?);
+        }
+        if let Some(p) = &self.node.admin_key_file {
+            self.node.admin_key_file = Some(fix("node.admin_key_file", p)?);
         }
         for (i, r) in self.directory.remailers.iter_mut().enumerate() {
             if let Some(p) = &r.conf {

@@ -17,7 +17,7 @@ pub(super) fn validate(c: &Config) -> Checked {
             )
         },
     )?;
-    let tables: [(&str, Checked); 10] = [
+    let tables: [(&str, Checked); 11] = [
         ("node", c.node.validate()),
         ("transport", c.transport.validate()),
         ("tor", c.tor.validate()),
@@ -28,6 +28,7 @@ pub(super) fn validate(c: &Config) -> Checked {
         ("outbound", c.outbound.validate()),
         ("exit", c.exit.validate()),
         ("directory", c.directory.validate()),
+        ("pinger", c.pinger.validate()),
     ];
     for (table, checked) in tables {
         checked.map_err(|e| e.within(table))?;
@@ -74,20 +75,21 @@ fn published_address(c: &Config) -> Checked {
 /// Every configured remailer is reachable over the transport in use.
 fn remailers_reachable(c: &Config) -> Checked {
     let policy = peer_policy(c);
-    for (i, r) in c.directory.remailers.iter().enumerate() {
-        let reachable = PeerUrl::parse(&r.address).is_ok_and(|u| policy.check(&u).is_ok());
-        check(
-            reachable,
-            &format!("directory.remailers[{i}].address"),
-            || match c.transport.kind {
-                TransportKind::Direct => {
-                    "the direct transport only reaches 127.0.0.1 and localhost".into()
-                }
-                TransportKind::Tor => "not a .onion address; set transport.allow_clearnet_hops \
+    let listed = c.directory.remailers.iter().map(|r| r.address.as_str());
+    let fields = (0..c.directory.remailers.len())
+        .map(|i| format!("directory.remailers[{i}].address"))
+        .chain((0..c.directory.seeds.len()).map(|i| format!("directory.seeds[{i}]")));
+    let addresses = listed.chain(c.directory.seeds.iter().map(String::as_str));
+    for (field, address) in fields.zip(addresses) {
+        let reachable = PeerUrl::parse(address).is_ok_and(|u| policy.check(&u).is_ok());
+        check(reachable, &field, || match c.transport.kind {
+            TransportKind::Direct => {
+                "the direct transport only reaches 127.0.0.1 and localhost".into()
+            }
+            TransportKind::Tor => "not a .onion address; set transport.allow_clearnet_hops \
                                        to reach clearnet remailers over Tor"
-                    .into(),
-            },
-        )?;
+                .into(),
+        })?;
     }
     Ok(())
 }

@@ -1,23 +1,43 @@
-//! The remailers this node knows: their addresses and published keys, used
-//! for dummy chains (and, later, pinger statistics and chain selection).
+//! The remailers this node knows: a keyring that learns the network by
+//! itself, measures every remailer, and picks chains from it.
 //!
-//! Each known remailer comes from the configuration. Its
-//! `remailer-conf.txt` is read from a local file when one is configured,
-//! otherwise fetched from `<address>/remailer-conf.txt` over the transport
-//! and refreshed periodically. A conf is only used while it parses, its
-//! key ID matches its key, its address matches the configured one, and its
-//! key is valid today.
+//! # Layout
+//!
+//! | module | what |
+//! |---|---|
+//! | [`keyring`] | known and candidate remailers, the rules a conf must pass (its `Address:` is the onion it was fetched from), discovery caps, ageing |
+//! | [`fetch`] | the conf fetches, served by the [`queue`](crate::queue) worker |
+//! | [`pinger`] | pings through every remailer and back, matched on arrival |
+//! | [`stats`] | reliability and latency per remailer; the `/stats.txt` format |
+//! | [`chain`] | chain strings (`*,*,*`), filters, distance, one exit for all chunks |
+//! | [`snapshot`] | what senders read: the accepted confs and the stats |
+//!
+//! [`Directory`] is the node's view: the keyring and the statistics in
+//! memory, every change written through to the store. It is seeded from
+//! the configuration (`[directory] seeds` and `remailers`).
 
-use std::collections::HashSet;
+pub mod chain;
+pub mod fetch;
+pub mod keyring;
+pub mod pinger;
+pub mod snapshot;
+pub mod stats;
+
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
-use mimix_packet::{Hop, RemailerConf};
-use mimix_settings::{Checked, Invalid, check, path};
+use mimix_packet::Hop;
+use mimix_settings::{Checked, Invalid, check, days, duration, hours, path, positive};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use crate::transport::{ClientLimits, Dialer, PeerUrl, fetch_conf};
+use crate::store::{Store, StoreError, Table};
+use crate::transport::{PeerPolicy, PeerUrl};
+use chain::Candidate;
+use keyring::{Entry, Keyring, Standing};
+use stats::{RemailerStats, StatsConfig};
 
 /// Whether `name` is a remailer name mimix publishes and accepts in its
 /// configuration: 1 to 32 ASCII letters, digits, `-`, `_` or `.`.
@@ -46,12 +66,64 @@ pub struct KnownRemailer {
     pub conf: Option<PathBuf>,
 }
 
-/// `[directory]`: the remailers this node knows about.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `[directory]`: how this node learns the network (see [`keyring`] for
+/// the rules behind each setting).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DirectoryConfig {
-    /// Known remailers, used for dummy chains and peer checks.
+    /// Remailers to start from, by address (onion URLs); the rest of the
+    /// network is learnt from their confs.
+    pub seeds: Vec<String>,
+    /// Remailers known by name and address, optionally with a local copy
+    /// of their conf (which is then never fetched).
     pub remailers: Vec<KnownRemailer>,
+    /// How often each remailer's conf is fetched again, on average; every
+    /// fetch is scheduled at a random time between half and one and a half
+    /// times this, so nodes never fetch in lockstep.
+    #[serde(with = "duration")]
+    pub refresh: Duration,
+    /// Most conf fetches at once.
+    pub concurrency: usize,
+    /// Most remailers kept in all (known and candidates).
+    pub max_remailers: usize,
+    /// Most candidates (heard of, conf not yet fetched) at once.
+    pub max_candidates: usize,
+    /// Most new candidates one conf's `Known remailers:` list may add.
+    pub max_new_per_fetch: usize,
+    /// A candidate not reached within this long is dropped.
+    #[serde(with = "duration")]
+    pub candidate_ttl: Duration,
+    /// A remailer whose conf could not be fetched for this long is dead:
+    /// not used for chains, not published as known.
+    #[serde(with = "duration")]
+    pub dead_after: Duration,
+    /// A remailer not heard from for this long is forgotten (seeds never
+    /// are).
+    #[serde(with = "duration")]
+    pub forget_after: Duration,
+    /// A remailer may replace its key only when its current key expires
+    /// within this long (the draft rotates keys about a month before they
+    /// expire).
+    #[serde(with = "duration")]
+    pub key_change_window: Duration,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        Self {
+            seeds: Vec::new(),
+            remailers: Vec::new(),
+            refresh: hours(3),
+            concurrency: 4,
+            max_remailers: 500,
+            max_candidates: 50,
+            max_new_per_fetch: 5,
+            candidate_ttl: days(1),
+            dead_after: days(2),
+            forget_after: days(30),
+            key_change_window: days(60),
+        }
+    }
 }
 
 impl DirectoryConfig {
@@ -78,14 +150,53 @@ impl DirectoryConfig {
                 "listed twice".into()
             })?;
         }
-        Ok(())
+        for (i, s) in self.seeds.iter().enumerate() {
+            PeerUrl::parse(s)
+                .map_err(|e| Invalid::new(format!("seeds[{i}]"), format!("{s:?}: {e}")))?;
+        }
+        self.validate_schedule()
+    }
+
+    fn validate_schedule(&self) -> Checked {
+        positive(self.refresh, "refresh")?;
+        check((1..=64).contains(&self.concurrency), "concurrency", || {
+            format!("must be 1 to 64, got {}", self.concurrency)
+        })?;
+        check(
+            (1..=100_000).contains(&self.max_remailers),
+            "max_remailers",
+            || format!("must be 1 to 100000, got {}", self.max_remailers),
+        )?;
+        check(
+            self.max_candidates <= self.max_remailers,
+            "max_candidates",
+            || "must be at most max_remailers".into(),
+        )?;
+        check(
+            self.max_new_per_fetch <= self.max_candidates,
+            "max_new_per_fetch",
+            || "must be at most max_candidates".into(),
+        )?;
+        positive(self.candidate_ttl, "candidate_ttl")?;
+        positive(self.dead_after, "dead_after")?;
+        check(self.forget_after >= self.dead_after, "forget_after", || {
+            "must be at least dead_after".into()
+        })
+    }
+
+    /// Every configured address: seeds and listed remailers.
+    pub fn addresses(&self) -> impl Iterator<Item = &str> {
+        self.seeds
+            .iter()
+            .map(String::as_str)
+            .chain(self.remailers.iter().map(|r| r.address.as_str()))
     }
 }
 
-/// Why a remailer's conf could not be used.
+/// Why a remailer's conf could not be used, or the directory not stored.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
-    /// The local conf file could not be read.
+    /// A local conf file could not be read.
     #[error("reading {path}: {source}")]
     Read {
         /// The file.
@@ -93,213 +204,298 @@ pub enum DirectoryError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// The conf is malformed or its key is not valid today.
+    /// A conf was refused.
     #[error("remailer-conf of {name}: {source}")]
-    Conf {
+    Refused {
         /// The remailer's configured name.
         name: String,
         /// Why it was refused.
-        source: mimix_packet::ConfError,
+        source: keyring::Refusal,
     },
-    /// The conf describes a different remailer than configured.
-    #[error("remailer-conf of {0} names another remailer or address")]
-    Mismatch(String),
-    /// Fetching the conf failed.
-    #[error("fetching the remailer-conf of {name}: {source}")]
-    Fetch {
-        /// The remailer's configured name.
-        name: String,
-        /// The transport error.
-        source: crate::transport::ClientError,
-    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-#[derive(Debug, Clone)]
-struct Peer {
-    known: KnownRemailer,
-    conf: Option<RemailerConf>,
-}
-
-/// The known remailers.
-#[derive(Debug, Default)]
+/// The node's directory: the keyring and the statistics, written through
+/// to the store.
+#[derive(Debug)]
 pub struct Directory {
-    peers: RwLock<Vec<Peer>>,
-}
-
-fn check_conf(
-    known: &KnownRemailer,
-    text: &str,
-    today: u64,
-) -> Result<RemailerConf, DirectoryError> {
-    let conf = RemailerConf::parse_valid(text, today).map_err(|source| DirectoryError::Conf {
-        name: known.name.clone(),
-        source,
-    })?;
-    if conf.name != known.name
-        || conf.address.trim_end_matches('/') != known.address.trim_end_matches('/')
-    {
-        return Err(DirectoryError::Mismatch(known.name.clone()));
-    }
-    Ok(conf)
+    keyring: RwLock<Keyring>,
+    stats: RwLock<BTreeMap<String, RemailerStats>>,
+    stats_config: StatsConfig,
+    store: Store,
 }
 
 impl Directory {
-    /// A directory of the configured remailers, with local conf files read.
-    /// Remailers whose file cannot be used are kept (without a key) and
-    /// reported in the returned errors.
-    pub fn new(known: &[KnownRemailer], today: u64) -> (Self, Vec<DirectoryError>) {
+    /// The directory kept in `store`, seeded from `config` at `now` (Unix
+    /// seconds), for a node at `ours` whose transport reaches `policy`.
+    /// Local conf files are read and checked; those that cannot be used are
+    /// reported in the returned errors (the remailer stays, to be fetched).
+    pub fn open(
+        config: &DirectoryConfig,
+        store: Store,
+        ours: Option<&str>,
+        policy: PeerPolicy,
+        now: u64,
+    ) -> Result<(Self, Vec<DirectoryError>), DirectoryError> {
+        let mut ring = Keyring::new(config, ours, Some(policy));
+        for (_, entry) in store.table_all::<Entry>(Table::Keyring)? {
+            ring.restore(entry);
+        }
+        let stats: BTreeMap<String, RemailerStats> =
+            store.table_all(Table::Stats)?.into_iter().collect();
+        let dir = Self {
+            keyring: RwLock::new(ring),
+            stats: RwLock::new(stats),
+            stats_config: StatsConfig {
+                dead_after: config.dead_after,
+                ..StatsConfig::default()
+            },
+            store,
+        };
         let mut errors = Vec::new();
-        let peers = known
-            .iter()
-            .map(|k| {
-                let conf = k.conf.as_ref().and_then(|path| {
-                    let r = std::fs::read_to_string(path)
-                        .map_err(|source| DirectoryError::Read {
-                            path: path.clone(),
-                            source,
-                        })
-                        .and_then(|text| check_conf(k, &text, today));
-                    r.map_err(|e| errors.push(e)).ok()
-                });
-                Peer {
-                    known: k.clone(),
-                    conf,
-                }
-            })
-            .collect();
-        (
-            Self {
-                peers: RwLock::new(peers),
-            },
-            errors,
-        )
-    }
-
-    /// Fetches the confs of remailers without a local file. Returns how many
-    /// remailers have a usable key afterwards.
-    pub async fn refresh(&self, dialer: &dyn Dialer, limits: &ClientLimits, today: u64) -> usize {
-        let todo: Vec<KnownRemailer> = self
-            .read()
-            .iter()
-            .filter(|p| p.known.conf.is_none())
-            .map(|p| p.known.clone())
-            .collect();
-        for k in todo {
-            let result = match fetch_conf(dialer, &k.address, limits).await {
-                Ok(text) => check_conf(&k, &text, today),
-                Err(source) => Err(DirectoryError::Fetch {
-                    name: k.name.clone(),
-                    source,
-                }),
-            };
-            match result {
-                Ok(conf) => {
-                    debug!("fetched a remailer-conf");
-                    self.set(&k.name, Some(conf));
-                }
-                Err(e @ DirectoryError::Fetch { .. }) => debug!("{e}"),
-                Err(e) => warn!("{e}"),
-            }
+        for seed in &config.seeds {
+            dir.seed(seed, None)?;
         }
-        // Drop keys that expired since they were fetched.
-        let mut peers = self.write();
-        for p in peers.iter_mut() {
-            if p.conf
-                .as_ref()
-                .is_some_and(|c| c.check_valid(today).is_err())
+        for r in &config.remailers {
+            dir.seed(&r.address, Some(&r.name))?;
+            if let Some(path) = &r.conf
+                && let Err(e) = dir.pin(r, path, now)
             {
-                p.conf = None;
+                errors.push(e);
             }
         }
-        peers.iter().filter(|p| p.conf.is_some()).count()
+        Ok((dir, errors))
     }
 
-    fn set(&self, name: &str, conf: Option<RemailerConf>) {
-        if let Some(p) = self.write().iter_mut().find(|p| p.known.name == name) {
-            p.conf = conf;
+    fn seed(&self, address: &str, name: Option<&str>) -> Result<(), DirectoryError> {
+        let mut ring = self.write();
+        if let Some(e) = ring.add_seed(address, name, 0) {
+            self.store.table_put(Table::Keyring, &e.address, e)?;
+        }
+        Ok(())
+    }
+
+    /// Accepts the local conf of `r` (never fetched afterwards).
+    fn pin(&self, r: &KnownRemailer, path: &PathBuf, now: u64) -> Result<(), DirectoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DirectoryError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut ring = self.write();
+        ring.accept(&r.address, &text, now, u64::MAX, true)
+            .map_err(|source| DirectoryError::Refused {
+                name: r.name.clone(),
+                source,
+            })?;
+        if let Some(e) = ring.get(&r.address) {
+            self.store.table_put(Table::Keyring, &e.address, e)?;
+        }
+        Ok(())
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Keyring> {
+        self.keyring.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Keyring> {
+        self.keyring.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the keyring, then writes the entries named in what it
+    /// returns (blocking).
+    pub(crate) fn update<T>(
+        &self,
+        f: impl FnOnce(&mut Keyring) -> (T, Vec<String>),
+    ) -> Result<T, StoreError> {
+        let mut ring = self.write();
+        let (out, changed) = f(&mut ring);
+        for address in changed {
+            match ring.get(&address) {
+                Some(e) => self.store.table_put(Table::Keyring, &e.address, e)?,
+                None => self.store.table_delete(Table::Keyring, &address)?,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the keyring.
+    pub fn with_keyring<T>(&self, f: impl FnOnce(&Keyring) -> T) -> T {
+        f(&self.read())
+    }
+
+    /// Whether `address` is in the keyring (known or candidate).
+    pub fn knows(&self, address: &str) -> bool {
+        self.read().get(address).is_some()
+    }
+
+    /// Notes a next hop seen at `now` (blocking: a new candidate is
+    /// stored). Returns whether it was new.
+    pub fn hear_of(&self, address: &str, now: u64) -> bool {
+        let added = self.update(|ring| match ring.hear_of(address, now) {
+            Some(e) => (true, vec![e.address.clone()]),
+            None => (false, Vec::new()),
+        });
+        match added {
+            Ok(new) => {
+                if new {
+                    debug!("heard of a new remailer");
+                }
+                new
+            }
+            Err(e) => {
+                warn!("storing a new remailer: {e}");
+                false
+            }
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Peer>> {
-        self.peers.read().unwrap_or_else(|e| e.into_inner())
+    /// Forgets what aged out at `now` (blocking).
+    pub fn age(&self, now: u64) -> Result<usize, StoreError> {
+        let gone = self.update(|ring| {
+            let gone = ring.age(now);
+            (gone.len(), gone)
+        })?;
+        Ok(gone)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Peer>> {
-        self.peers.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Every remailer with a key valid on `today`, as chain hops.
-    pub fn hops(&self, today: u64) -> Vec<Hop> {
+    /// The remailers usable for chains at `now`, with their statistics.
+    pub fn candidates(&self, now: u64) -> Vec<Candidate> {
+        let rows = self.stats_rows(now);
         self.read()
-            .iter()
-            .filter_map(|p| p.conf.as_ref())
-            .filter(|c| c.check_valid(today).is_ok())
-            .map(|c| Hop {
-                key: c.key.clone(),
-                address: c.address.clone(),
+            .usable(now)
+            .into_iter()
+            .map(|(e, conf)| {
+                let row = rows.get(&e.address);
+                Candidate {
+                    name: conf.name.clone(),
+                    address: e.address.clone(),
+                    exit: conf.smtp,
+                    reliability: row
+                        .and_then(|r| r.reliability_permille)
+                        .map(|p| f64::from(p) / 1000.0),
+                    latency: row
+                        .and_then(|r| r.latency_secs)
+                        .map(|s| std::time::Duration::from_secs(u64::from(s))),
+                }
             })
             .collect()
     }
 
-    /// Whether some remailer has no usable key yet.
-    pub fn incomplete(&self) -> bool {
-        self.read().iter().any(|p| p.conf.is_none())
+    /// The chain hop (key and address) of `address`.
+    pub fn hop(&self, address: &str) -> Option<Hop> {
+        let ring = self.read();
+        let conf = ring.conf(address)?;
+        Some(Hop {
+            key: conf.key.clone(),
+            address: address.to_owned(),
+        })
     }
 
-    /// Addresses of all configured remailers (for our published conf).
-    pub fn addresses(&self) -> Vec<String> {
+    /// Every usable remailer at `now`, as chain hops.
+    pub fn hops(&self, now: u64) -> Vec<Hop> {
         self.read()
-            .iter()
-            .map(|p| p.known.address.clone())
+            .usable(now)
+            .into_iter()
+            .map(|(e, c)| Hop {
+                key: c.key.clone(),
+                address: e.address.clone(),
+            })
             .collect()
     }
-}
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-
-    fn vector_conf(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join(format!("tests/vectors/remailers/{name}/remailer-conf.txt"))
+    /// Addresses of the remailers alive at `now`: what our conf lists.
+    pub fn addresses(&self, now: u64) -> Vec<String> {
+        self.read().alive_addresses(now)
     }
 
-    #[test]
-    fn local_confs_are_checked() {
-        const DAY: u64 = 20786;
-        let known = vec![
-            KnownRemailer {
-                name: "alpha".into(),
-                address: "http://alpha.example.onion".into(),
-                conf: Some(vector_conf("alpha")),
-            },
-            // Wrong address for this conf.
-            KnownRemailer {
-                name: "beta".into(),
-                address: "http://other.example.onion".into(),
-                conf: Some(vector_conf("beta")),
-            },
-            KnownRemailer {
-                name: "gamma".into(),
-                address: "http://gamma.example.onion".into(),
-                conf: Some(PathBuf::from("/nonexistent/conf")),
-            },
-            KnownRemailer {
-                name: "delta".into(),
-                address: "http://delta.example.onion:8080".into(),
-                conf: Some(vector_conf("delta")),
-            },
-        ];
-        let (dir, errors) = Directory::new(&known, DAY);
-        assert_eq!(errors.len(), 2);
-        assert!(matches!(errors[0], DirectoryError::Mismatch(_)));
-        assert!(matches!(errors[1], DirectoryError::Read { .. }));
-        let hops = dir.hops(DAY);
-        assert_eq!(hops.len(), 2);
-        assert_eq!(hops[1].address, "http://delta.example.onion:8080");
-        // Keys expire.
-        assert!(dir.hops(DAY + 400).is_empty());
-        assert_eq!(dir.addresses().len(), 4);
+    /// How many remailers are known and alive at `now`, and how many are
+    /// candidates.
+    pub fn counts(&self, now: u64) -> (usize, usize) {
+        let ring = self.read();
+        let alive = ring
+            .entries()
+            .filter(|e| ring.standing(e, now) == Standing::Alive)
+            .count();
+        let candidates = ring
+            .entries()
+            .filter(|e| ring.standing(e, now) == Standing::Candidate)
+            .count();
+        (alive, candidates)
+    }
+
+    /// The statistics of every remailer, summarised at `now`.
+    pub fn stats_rows(&self, now: u64) -> BTreeMap<String, stats::StatsRow> {
+        let in_flight = pinger::in_flight(&self.store, now);
+        let ring = self.read();
+        let stats = self.stats.read().unwrap_or_else(|e| e.into_inner());
+        ring.entries()
+            .filter_map(|e| {
+                let conf = ring.conf(&e.address)?;
+                let mut s = stats.get(&e.address).cloned().unwrap_or_else(|| {
+                    RemailerStats::new(conf.name.clone(), e.address.clone(), conf.smtp, None)
+                });
+                s.name.clone_from(&conf.name);
+                s.exit = conf.smtp;
+                s.key_valid_to = Some(conf.valid_to);
+                let flying = in_flight.get(&e.address).copied().unwrap_or(0);
+                Some((
+                    e.address.clone(),
+                    s.summarize(flying, now, &self.stats_config),
+                ))
+            })
+            .collect()
+    }
+
+    /// Records in the statistics of `address` (blocking).
+    pub(crate) fn record_stats(
+        &self,
+        address: &str,
+        f: impl FnOnce(&mut RemailerStats, &StatsConfig),
+    ) -> Result<(), StoreError> {
+        let (name, exit) = self
+            .read()
+            .conf(address)
+            .map(|c| (c.name.clone(), c.smtp))
+            .unwrap_or_default();
+        let mut all = self.stats.write().unwrap_or_else(|e| e.into_inner());
+        let s = all
+            .entry(address.to_owned())
+            .or_insert_with(|| RemailerStats::new(name, address.to_owned(), exit, None));
+        f(s, &self.stats_config);
+        self.store.table_put(Table::Stats, address, s)
+    }
+
+    /// The published statistics table at `now` (`/stats.txt`).
+    pub fn stats_text(&self, now: u64) -> String {
+        let rows = self.stats_rows(now).into_values().collect();
+        stats::render_text(&stats::StatsDocument::new(
+            rows,
+            now,
+            self.stats_config.days(),
+        ))
+    }
+
+    /// What senders read: the usable remailers' confs and the statistics
+    /// at `now`.
+    pub fn snapshot(&self, now: u64) -> snapshot::Snapshot {
+        let remailers = self
+            .read()
+            .usable(now)
+            .into_iter()
+            .filter_map(|(e, _)| {
+                Some(snapshot::Remailer {
+                    address: e.address.clone(),
+                    conf: e.conf.clone()?,
+                })
+            })
+            .collect();
+        snapshot::Snapshot::new(remailers, Some(self.stats_text(now)), now)
+    }
+
+    /// The store the directory writes to.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 }

@@ -18,8 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use super::Shared;
+use crate::directory::pinger;
 use crate::store::{Accepted, Inbound, PoolItem};
-use crate::transport::{Collector, PeerUrl, Rejection};
+use crate::transport::{ADMINKEY_PATH, Collector, HELP_PATH, PeerUrl, Rejection, STATS_PATH};
 
 /// Most packets written in one batch.
 const MAX_BATCH: usize = 128;
@@ -68,12 +69,16 @@ impl Intake {
         let result = tokio::task::spawn_blocking(move || {
             let packet = dearmour(&armoured).map_err(|_| "armour")?;
             let window = shared.config.replay.window(shared.clock.epoch_day());
-            let keys = shared.keys.read().unwrap_or_else(|e| e.into_inner());
-            peel(&packet, &*keys, &window, &mut rand::rng()).map_err(|e| e.reason())
+            let peeled = {
+                let keys = shared.keys.read().unwrap_or_else(|e| e.into_inner());
+                peel(&packet, &*keys, &window, &mut rand::rng()).map_err(|e| e.reason())?
+            };
+            let ping = returned_ping(&shared, &peeled.outcome);
+            Ok((peeled, ping))
         })
         .await
         .map_err(|_| Rejection::Internal)?;
-        let peeled = match result {
+        let (peeled, ping) = match result {
             Ok(p) => p,
             Err(reason) => {
                 debug!(reason, "rejected a packet");
@@ -81,6 +86,10 @@ impl Intake {
                 return Err(Rejection::Invalid(reason));
             }
         };
+        if ping {
+            // One of our pings, back: counted, discarded like a dummy.
+            return Ok((peeled.packet_id, Peeled::Discard("pings_returned")));
+        }
         match peeled.outcome {
             Outcome::Forward { next_hop, packet } => {
                 let allowed = PeerUrl::parse(&next_hop)
@@ -119,6 +128,25 @@ impl Intake {
                     }),
                 ))
             }
+        }
+    }
+}
+
+/// Whether `outcome` is one of our pings coming back; if so its return is
+/// recorded (blocking).
+fn returned_ping(shared: &Shared, outcome: &Outcome) -> bool {
+    let Outcome::Exit(chunk) = outcome else {
+        return false;
+    };
+    if chunk.exit_type != ExitType::Dummy || chunk.chunks != 1 {
+        return false;
+    }
+    match pinger::returned(&shared.directory, &chunk.msg_id, shared.clock.now()) {
+        Ok(Some(_)) => true,
+        Ok(None) => false,
+        Err(e) => {
+            warn!("recording a ping: {e}");
+            false
         }
     }
 }
@@ -184,6 +212,10 @@ impl Collector for Intake {
                 return self.discard(packet_id, replay_expires, counter).await;
             }
         };
+        let next_hop = match &item {
+            PoolItem::Forward { next_hop, .. } => Some(next_hop.clone()),
+            PoolItem::Exit { .. } => None,
+        };
         let inbound = Inbound {
             packet_id,
             replay_expires,
@@ -197,6 +229,9 @@ impl Collector for Intake {
         match rx.await {
             Ok(Ok(Accepted::New(_))) => {
                 self.shared.inbound_dummies();
+                if let Some(hop) = next_hop {
+                    self.shared.hear_of(hop);
+                }
                 Ok(())
             }
             Ok(Ok(Accepted::Replay)) => Err(Rejection::Replay),
@@ -206,6 +241,16 @@ impl Collector for Intake {
 
     fn remailer_conf(&self) -> String {
         self.shared.conf_text()
+    }
+
+    fn page(&self, path: &str) -> Option<String> {
+        let pages = &self.shared.pages;
+        match path {
+            STATS_PATH => Some(self.shared.directory.stats_text(self.shared.unix_now())),
+            HELP_PATH => Some(pages.help.clone()),
+            ADMINKEY_PATH => pages.admin_key.clone(),
+            _ => None,
+        }
     }
 }
 

@@ -6,8 +6,11 @@
 //!   day, write the status file;
 //! * every [`FLUSH`]: write the counters tallied since the last flush
 //!   (and the exit's recipient counts);
-//! * the directory: the known remailers' confs are fetched every few
-//!   seconds while some are missing, then every [`DIRECTORY_REFRESH`].
+//! * every [`SNAPSHOT`]: age the directory (dead remailers, lost pings)
+//!   and write the snapshot senders read (`directory.json`).
+//!
+//! The remailers' confs are fetched by the directory's own queue worker
+//! ([`crate::directory::fetch`]), on a schedule of their own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,10 +26,8 @@ use crate::keystore::{KeyGenerator, SystemKeyGenerator};
 const MAINTENANCE: Duration = Duration::from_secs(60);
 /// How often tallied counters are written.
 const FLUSH: Duration = Duration::from_secs(1);
-/// How often the directory is refreshed once every conf is known.
-const DIRECTORY_REFRESH: Duration = Duration::from_secs(600);
-/// How soon a missing remailer-conf is fetched again.
-const DIRECTORY_RETRY: Duration = Duration::from_secs(3);
+/// How often the directory is aged and its snapshot written.
+const SNAPSHOT: Duration = Duration::from_secs(60);
 
 /// Runs the periodic maintenance until `stop` is cancelled.
 pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
@@ -108,23 +109,22 @@ pub(crate) async fn flush_counters(
     flush().await;
 }
 
-/// Fetches the known remailers' confs: every few seconds while some are
-/// missing, then every [`DIRECTORY_REFRESH`].
+/// Ages the directory and writes its snapshot every [`SNAPSHOT`], until
+/// `stop` is cancelled.
 pub(crate) async fn directory(shared: Arc<Shared>, stop: CancellationToken) {
-    loop {
-        let today = shared.clock.epoch_day();
-        shared
-            .directory
-            .refresh(&*shared.dialer, &shared.client_limits, today)
-            .await;
-        let wait = if shared.directory.incomplete() {
-            DIRECTORY_RETRY
-        } else {
-            DIRECTORY_REFRESH
-        };
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
+    every(SNAPSHOT, Duration::ZERO, stop, || async {
+        let s = shared.clone();
+        blocking("ageing the directory", move || {
+            let lost = crate::directory::pinger::expire(&s.store, s.clock.now())
+                .map_err(|e| e.to_string())?;
+            s.tally.add("pings_lost", lost as u64);
+            s.directory.age(s.unix_now()).map_err(|e| e.to_string())?;
+            s.directory
+                .snapshot(s.unix_now())
+                .write(s.config.data_dir())
+                .map_err(|e| e.to_string())
+        })
+        .await;
+    })
+    .await;
 }

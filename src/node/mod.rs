@@ -8,7 +8,8 @@
 //! | [`rounds`] | the pool round every `pool.interval` |
 //! | [`outbound`] | the outbound queue: posts to next hops |
 //! | [`mail`] | reassembly and the mail queue (exit nodes) |
-//! | [`maintenance`] | pruning, key rotation, counters, directory refresh |
+//! | [`pinger`] | pings through every known remailer |
+//! | [`maintenance`] | pruning, key rotation, counters, directory ageing and snapshot |
 //! | [`status`] | the status file `mimix status` reads |
 //!
 //! The node's own settings are [`NodeConfig`] (`[node]`),
@@ -19,6 +20,7 @@ pub mod intake;
 mod mail;
 mod maintenance;
 mod outbound;
+mod pinger;
 mod replay;
 mod rounds;
 mod settings;
@@ -57,6 +59,9 @@ pub enum NodeError {
     /// The keystore failed.
     #[error(transparent)]
     Keys(#[from] KeystoreError),
+    /// The directory could not be opened.
+    #[error(transparent)]
+    Directory(#[from] crate::directory::DirectoryError),
     /// The data directory could not be made, or others can get in.
     #[error(transparent)]
     Dir(#[from] mimix_settings::fs::PrivateDirError),

@@ -35,6 +35,22 @@ pub struct NodeConfig {
     /// [`safelog`](crate::safelog)). Turn it off only to debug a test
     /// network.
     pub safe_logging: bool,
+    /// The text served as `/help.txt`; unset: a built-in page saying what
+    /// this remailer is and how to use it.
+    #[serde(
+        default,
+        with = "path::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub help_file: Option<PathBuf>,
+    /// The operator's OpenPGP public key, served as `/adminkey.txt`;
+    /// unset: 404.
+    #[serde(
+        default,
+        with = "path::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub admin_key_file: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -46,6 +62,8 @@ impl Default for NodeConfig {
             smtp_exit: false,
             log: "info".into(),
             safe_logging: true,
+            help_file: None,
+            admin_key_file: None,
         }
     }
 }

@@ -14,16 +14,21 @@ use tracing::warn;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::directory::Directory;
+use crate::directory::chain::{self, Candidate};
 use crate::keystore::{Keystore, KeystoreError};
 use crate::pool::{self, DummyPolicy, DummySource};
 use crate::store::{PoolItem, Store, Tally};
 use crate::transport::{ClientLimits, Dialer};
 
+/// No remailer twice within this many hops of a dummy's chain (the
+/// draft: two others between repeats).
+const DUMMY_DISTANCE: usize = 2;
+
 /// State shared by the node's tasks.
 pub(crate) struct Shared {
     pub store: Store,
     pub keys: RwLock<Keystore>,
-    pub directory: Directory,
+    pub directory: Arc<Directory>,
     pub clock: Arc<dyn Clock>,
     pub config: Config,
     pub address: String,
@@ -36,7 +41,20 @@ pub(crate) struct Shared {
     pub outbound_wake: Arc<Notify>,
     /// Wakes the mail queue's worker when messages are queued.
     pub mail_wake: Arc<Notify>,
+    /// Wakes the conf fetcher when new remailers are heard of.
+    pub fetch_wake: Arc<Notify>,
+    /// The public pages besides the conf, read at start.
+    pub pages: Pages,
     conf_text: RwLock<String>,
+}
+
+/// The texts of `/help.txt` and `/adminkey.txt`.
+#[derive(Debug, Default)]
+pub(crate) struct Pages {
+    /// `/help.txt`.
+    pub help: String,
+    /// `/adminkey.txt`, if the operator configured one.
+    pub admin_key: Option<String>,
 }
 
 impl fmt::Debug for Shared {
@@ -49,7 +67,8 @@ impl fmt::Debug for Shared {
 pub(crate) struct Parts {
     pub store: Store,
     pub keys: Keystore,
-    pub directory: Directory,
+    pub directory: Arc<Directory>,
+    pub pages: Pages,
     pub clock: Arc<dyn Clock>,
     pub config: Config,
     pub address: String,
@@ -72,10 +91,17 @@ impl Shared {
             tally: Tally::default(),
             outbound_wake: Arc::new(Notify::new()),
             mail_wake: Arc::new(Notify::new()),
+            fetch_wake: Arc::new(Notify::new()),
+            pages: p.pages,
             conf_text: RwLock::new(String::new()),
         });
         shared.refresh_conf()?;
         Ok(shared)
+    }
+
+    /// The time in Unix seconds, as the directory counts it.
+    pub fn unix_now(&self) -> u64 {
+        crate::directory::pinger::unix(self.clock.now())
     }
 
     /// Our current `remailer-conf.txt`.
@@ -98,7 +124,7 @@ impl Shared {
                 &self.config.node.name,
                 &self.address,
                 self.config.node.smtp_exit,
-                &self.directory.addresses(),
+                &self.directory.addresses(self.unix_now()),
                 today,
             )?;
         *self.conf_text.write().unwrap_or_else(|e| e.into_inner()) = text;
@@ -116,12 +142,37 @@ impl Shared {
 
     /// Builds dummies through today's known remailers.
     pub fn dummy_source(&self) -> Dummies {
-        let today = self.clock.epoch_day();
+        let hops = self.directory.hops(self.unix_now());
+        let candidates = hops
+            .iter()
+            .map(|h| Candidate {
+                name: h.address.clone(),
+                address: h.address.clone(),
+                exit: false,
+                reliability: None,
+                latency: None,
+            })
+            .collect();
         Dummies {
-            hops: self.directory.hops(today),
-            today,
+            hops,
+            candidates,
+            today: self.clock.epoch_day(),
             len: usize::from(self.config.dummies.chain_length),
         }
+    }
+
+    /// Notes a next hop we forwarded to: a remailer we did not know is a
+    /// new candidate (in the background), fetched soon.
+    pub fn hear_of(self: &Arc<Self>, address: String) {
+        if self.directory.knows(&address) {
+            return;
+        }
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if s.directory.hear_of(&address, s.unix_now()) {
+                s.fetch_wake.notify_one();
+            }
+        });
     }
 
     /// Adds the dummies drawn for one inbound packet (in the background).
@@ -145,6 +196,7 @@ impl Shared {
 /// Builds dummy packets through random chains of known remailers.
 pub(crate) struct Dummies {
     hops: Vec<Hop>,
+    candidates: Vec<Candidate>,
     today: u64,
     len: usize,
 }
@@ -160,26 +212,16 @@ pub enum DummyError {
     Build(#[from] mimix_packet::BuildError),
 }
 
-/// Remailers compare by address for the chain rule.
-#[derive(Clone)]
-struct ByAddress(Hop);
-
-impl PartialEq for ByAddress {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.address == other.0.address
-    }
-}
-
 impl DummySource for Dummies {
     type Error = DummyError;
 
     fn make_dummy(&mut self) -> Result<PoolItem, DummyError> {
         let rng = &mut rand::rng();
-        let all: Vec<ByAddress> = self.hops.iter().cloned().map(ByAddress).collect();
-        let chain: Vec<Hop> = pool::dummy_chain(&all, self.len, rng)
-            .ok_or(DummyError::NoRemailers)?
-            .into_iter()
-            .map(|h| h.0)
+        let picked = chain::dummy_chain(&self.candidates, self.len, DUMMY_DISTANCE, rng)
+            .ok_or(DummyError::NoRemailers)?;
+        let chain: Vec<Hop> = picked
+            .iter()
+            .filter_map(|c| self.hops.iter().find(|h| h.address == c.address).cloned())
             .collect();
         let first = chain
             .first()

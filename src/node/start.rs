@@ -11,11 +11,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::shared::Parts;
-use super::{ADDRESS_FILE, NodeError, Shared, intake, mail, maintenance, outbound, rounds};
+use super::shared::{Pages, Parts};
+use super::{ADDRESS_FILE, NodeError, Shared, intake, mail, maintenance, outbound, pinger, rounds};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::directory::Directory;
+use crate::directory::fetch::{Count, Fetches};
 use crate::exit::Exit;
 use crate::keystore::{KeyGenerator, Keystore};
 use crate::store::Store;
@@ -59,15 +60,24 @@ pub(super) async fn start(
         false => None,
     };
     let (dialer, listener, address) = open_transport(&config).await?;
-    let (directory, errors) = Directory::new(&config.directory.remailers, clock.epoch_day());
+    let now = crate::directory::pinger::unix(clock.now());
+    let (directory, errors) = Directory::open(
+        &config.directory,
+        store.clone(),
+        Some(&address),
+        dialer.policy(),
+        now,
+    )?;
     for e in errors {
         warn!("{e}");
     }
     let server_limits = config.transport.server_limits();
+    let pages = read_pages(&config)?;
     let shared = Shared::new(Parts {
         store,
         keys,
-        directory,
+        directory: Arc::new(directory),
+        pages,
         clock,
         config,
         address,
@@ -79,24 +89,8 @@ pub(super) async fn start(
         stop.clone(),
     );
     let Serving { listen, tor, task } = serve(server, listener, stop.clone());
-    let mut tasks = vec![
-        task,
-        tokio::spawn(rounds::run(shared.clone(), stop.clone())),
-        tokio::spawn(outbound::Outbound::worker(&shared).run(stop.clone())),
-        tokio::spawn(maintenance::run(shared.clone(), stop.clone())),
-        tokio::spawn(maintenance::directory(shared.clone(), stop.clone())),
-        tokio::spawn(maintenance::flush_counters(
-            shared.clone(),
-            exit.clone(),
-            stop.clone(),
-        )),
-    ];
-    if let Some(exit) = exit {
-        tasks.push(tokio::spawn(mail::reassemble(shared.clone(), stop.clone())));
-        tasks.push(tokio::spawn(
-            mail::MailQueue::worker(&shared, exit).run(stop.clone()),
-        ));
-    }
+    let mut tasks = spawn_jobs(&shared, exit, stop);
+    tasks.push(task);
     info!(
         smtp_exit = shared.config.node.smtp_exit,
         "mimix node started"
@@ -107,6 +101,87 @@ pub(super) async fn start(
         tasks,
         tor,
     })
+}
+
+/// Starts the node's jobs.
+fn spawn_jobs(
+    shared: &Arc<Shared>,
+    exit: Option<Arc<Exit>>,
+    stop: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let s = shared;
+    let tally = s.clone();
+    let count: Count = Arc::new(move |name: &str, n: u64| {
+        if n > 0 {
+            tally.tally.add(name, n);
+        }
+    });
+    let fetches = Fetches::worker(
+        s.directory.clone(),
+        s.dialer.clone(),
+        s.client_limits.clone(),
+        s.clock.clone(),
+        &s.config.directory,
+        count,
+        s.fetch_wake.clone(),
+    );
+    let mut tasks = vec![
+        tokio::spawn(rounds::run(s.clone(), stop.clone())),
+        tokio::spawn(outbound::Outbound::worker(s).run(stop.clone())),
+        tokio::spawn(fetches.run(stop.clone())),
+        tokio::spawn(pinger::run(s.clone(), stop.clone())),
+        tokio::spawn(maintenance::run(s.clone(), stop.clone())),
+        tokio::spawn(maintenance::directory(s.clone(), stop.clone())),
+        tokio::spawn(maintenance::flush_counters(
+            s.clone(),
+            exit.clone(),
+            stop.clone(),
+        )),
+    ];
+    if let Some(exit) = exit {
+        tasks.push(tokio::spawn(mail::reassemble(s.clone(), stop.clone())));
+        tasks.push(tokio::spawn(
+            mail::MailQueue::worker(s, exit).run(stop.clone()),
+        ));
+    }
+    tasks
+}
+
+/// The texts of `/help.txt` and `/adminkey.txt`.
+fn read_pages(config: &Config) -> Result<Pages, NodeError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|source| NodeError::Io {
+            op: "reading",
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let n = &config.node;
+    let help = match &n.help_file {
+        Some(path) => read(path)?,
+        None => default_help(config),
+    };
+    let admin_key = n.admin_key_file.as_deref().map(read).transpose()?;
+    Ok(Pages { help, admin_key })
+}
+
+/// The help page when the operator wrote none.
+fn default_help(config: &Config) -> String {
+    let role = if config.node.smtp_exit {
+        "an exit: it delivers mail by SMTP"
+    } else {
+        "a middle node: it forwards packets to other remailers"
+    };
+    format!(
+        "This is {name}, a Mimix remailer ({role}).\n\n\
+         Mimix is an anonymous remailer network: a message is split into fixed-size\n\
+         packets, each encrypted in layers for a chain of remailers that each peel\n\
+         one layer, hold it in a pool among other packets and pass it on.\n\n\
+         To send through it, use a Mimix client, e.g. `mimix send --chain '*,*,*'`.\n\
+         Our key: /remailer-conf.txt. Our measurements of the network: /stats.txt.\n\
+         Packets are posted to /collector.py/msg.\n",
+        name = config.node.name
+    )
 }
 
 /// The server task and what it serves on.

@@ -10,7 +10,7 @@ use rand::CryptoRng;
 use rand_distr::{Distribution, Geometric};
 use serde::{Deserialize, Serialize};
 
-use super::{PoolError, select};
+use super::PoolError;
 use crate::store::{PoolItem, Store};
 
 /// Largest number of dummies one draw may produce, whatever the mean: a
@@ -153,48 +153,6 @@ fn draw_geometric<R: CryptoRng + ?Sized>(mean: f64, rng: &mut R) -> u64 {
     }
 }
 
-/// Picks a dummy chain of `len` hops from `remailers` uniformly at random
-/// under the draft's rule that no remailer appears twice unless two other
-/// remailers separate them (hop `i` differs from hops `i-1` and `i-2`).
-/// Duplicate entries in `remailers` are ignored.
-///
-/// With fewer than three distinct remailers a chain of `len` hops may be
-/// impossible: the chain is then shortened to the number of distinct
-/// remailers (one or two hops). Returns `None` if `remailers` is empty or
-/// `len` is 0.
-pub fn dummy_chain<T: Clone + PartialEq, R: CryptoRng + ?Sized>(
-    remailers: &[T],
-    len: usize,
-    rng: &mut R,
-) -> Option<Vec<T>> {
-    let mut distinct: Vec<&T> = Vec::new();
-    for r in remailers {
-        if !distinct.contains(&r) {
-            distinct.push(r);
-        }
-    }
-    let len = len.min(if distinct.len() >= 3 {
-        len
-    } else {
-        distinct.len()
-    });
-    if len == 0 {
-        return None;
-    }
-    let mut chain: Vec<T> = Vec::with_capacity(len);
-    for i in 0..len {
-        let recent = chain.get(i.saturating_sub(2)..).unwrap_or_default();
-        let candidates: Vec<&T> = distinct
-            .iter()
-            .copied()
-            .filter(|r| !recent.contains(*r))
-            .collect();
-        let pick = select(&candidates, 1, rng);
-        chain.push(T::clone(pick.first()?));
-    }
-    Some(chain)
-}
-
 /// Builds dummy messages for the pool; implemented by the node, which owns
 /// the packet codec and the directory.
 pub trait DummySource {
@@ -242,7 +200,6 @@ pub fn add_inbound_dummies<S: DummySource + ?Sized, R: CryptoRng + ?Sized>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use proptest::prelude::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
@@ -288,47 +245,5 @@ mod tests {
             ));
             assert!(DummyPolicy::new(1.0, bad).is_err());
         }
-    }
-
-    fn chain_ok<T: PartialEq>(c: &[T]) -> bool {
-        c.iter()
-            .enumerate()
-            .all(|(i, h)| (1..=2).all(|back| i < back || c.get(i - back) != Some(h)))
-    }
-
-    proptest! {
-        #[test]
-        fn dummy_chain_separates_repeats(seed: u64, n in 1usize..8, len in 0usize..8, dup in 0usize..3) {
-            let mut rng = StdRng::seed_from_u64(seed);
-            let mut remailers: Vec<usize> = (0..n).collect();
-            remailers.extend((0..dup.min(n)).map(|i| i % n));
-            match dummy_chain(&remailers, len, &mut rng) {
-                None => prop_assert_eq!(len, 0),
-                Some(c) => {
-                    prop_assert_eq!(c.len(), if n >= 3 { len } else { len.min(n) });
-                    prop_assert!(chain_ok(&c), "chain {:?}", c);
-                    prop_assert!(c.iter().all(|h| *h < n));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn dummy_chain_small_sets_and_spread() {
-        let mut rng = StdRng::seed_from_u64(0x5eed_0003);
-        assert_eq!(dummy_chain::<u8, _>(&[], 4, &mut rng), None);
-        assert_eq!(dummy_chain(&["a"], 4, &mut rng), Some(vec!["a"]));
-        let two = dummy_chain(&["a", "b", "a"], 4, &mut rng).unwrap();
-        assert_eq!(two.len(), 2);
-        assert_ne!(two[0], two[1]);
-        // With three remailers every hop is forced by the first two, and
-        // every remailer shows up as the first hop.
-        let mut firsts = std::collections::BTreeSet::new();
-        for _ in 0..200 {
-            let c = dummy_chain(&[1, 2, 3], 4, &mut rng).unwrap();
-            assert_eq!(c[3], c[0]);
-            firsts.insert(c[0]);
-        }
-        assert_eq!(firsts.len(), 3);
     }
 }

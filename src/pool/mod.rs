@@ -25,7 +25,7 @@ use crate::clock::Clock;
 use crate::store::{Store, StoreError, counter};
 use dummies::insert_dummies;
 pub use dummies::{
-    DummyConfig, DummyPolicy, DummySource, MAX_DUMMIES_PER_DRAW, add_inbound_dummies, dummy_chain,
+    DummyConfig, DummyPolicy, DummySource, MAX_DUMMIES_PER_DRAW, add_inbound_dummies,
 };
 
 /// Errors from the pool.

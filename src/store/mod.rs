@@ -5,7 +5,8 @@
 //! record: the replay log, the pool, the outbound queue (next-hop packets),
 //! the exit queue (exit chunks released by the pool), partial messages
 //! (chunks awaiting their siblings), the mail queue (reassembled messages
-//! awaiting SMTP), key metadata and counters. Every mutation that must
+//! awaiting SMTP), key metadata, counters, and the directory's keyring,
+//! ping statistics and pings in flight. Every mutation that must
 //! survive a crash is one fjall batch, committed and then persisted with
 //! `fsync` before the call returns, so a step either happened completely
 //! or not at all.
@@ -19,6 +20,7 @@
 //! count as the epoch.
 
 mod counters;
+mod directory;
 mod outbound;
 mod partial;
 mod pool;
@@ -33,6 +35,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use counters::{Tally, names as counter};
+pub use directory::Table;
 pub use outbound::{MailId, MailItem, OutboundId, OutboundItem};
 pub(crate) use partial::SetHeader;
 pub use partial::{PartialChunk, PartialSet};
@@ -106,6 +109,14 @@ struct Keyspaces {
     meta: Keyspace,
     /// Name -> u64 BE.
     counters: Keyspace,
+    /// Remailer address -> keyring entry (the directory's record).
+    keyring: Keyspace,
+    /// Remailer address -> ping statistics.
+    stats: Keyspace,
+    /// Message ID (16) -> ping in flight.
+    pings: Keyspace,
+    /// Expiry (8) ++ message ID (16) -> empty.
+    pings_exp: Keyspace,
 }
 
 /// State guarded by the write lock.
@@ -183,6 +194,10 @@ impl Store {
             mail_due: open_ks("mail_due")?,
             meta: open_ks("meta")?,
             counters: open_ks("counters")?,
+            keyring: open_ks("keyring")?,
+            stats: open_ks("stats")?,
+            pings: open_ks("pings")?,
+            pings_exp: open_ks("pings_exp")?,
         };
         let mut next_id = 0u64;
         for k in [&ks.pool, &ks.outbound, &ks.exitq, &ks.mail] {

@@ -166,13 +166,24 @@ pub async fn fetch_conf(
     base_url: &str,
     limits: &ClientLimits,
 ) -> Result<String, ClientError> {
+    fetch_page(dialer, base_url, CONF_PATH, limits.max_conf_bytes, limits).await
+}
+
+/// Fetches the text page `path` (such as `/stats.txt`) of the peer at
+/// `base_url`; it must be UTF-8 and at most `max` bytes long.
+pub async fn fetch_page(
+    dialer: &dyn Dialer,
+    base_url: &str,
+    path: &str,
+    max: usize,
+    limits: &ClientLimits,
+) -> Result<String, ClientError> {
     let peer = PeerUrl::parse(base_url)?;
-    let request = Request::get(CONF_PATH)
+    let request = Request::get(path)
         .header(header::HOST, peer.host_header())
         .header(header::CONNECTION, "close")
         .body(Full::new(Bytes::new()))
         .map_err(|_| UrlError::Malformed)?;
-    let max = limits.max_conf_bytes;
     let reply = exchange(dialer, &peer, request, max, limits).await?;
     if reply.status != StatusCode::OK {
         return Err(status_error(&reply));

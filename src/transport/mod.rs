@@ -46,7 +46,7 @@ use std::pin::Pin;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use client::{ClientError, ClientLimits, fetch_conf, post_packet};
+pub use client::{ClientError, ClientLimits, fetch_conf, fetch_page, post_packet};
 pub use config::{TransportConfig, TransportKind};
 pub use loopback::LoopbackDialer;
 pub use peer::{PeerPolicy, PeerUrl, UrlError};
@@ -58,6 +58,18 @@ pub const COLLECTOR_PATH: &str = "/collector.py/msg";
 
 /// The path a node publishes its `remailer-conf.txt` at.
 pub const CONF_PATH: &str = "/remailer-conf.txt";
+
+/// The path a node publishes its remailer statistics at.
+pub const STATS_PATH: &str = "/stats.txt";
+
+/// The path of the help page (draft 6.2, over HTTP).
+pub const HELP_PATH: &str = "/help.txt";
+
+/// The path of the operator's OpenPGP key (draft 6.2, over HTTP).
+pub const ADMINKEY_PATH: &str = "/adminkey.txt";
+
+/// The public pages besides the conf; every other path is a 404.
+pub const PAGES: [&str; 3] = [STATS_PATH, HELP_PATH, ADMINKEY_PATH];
 
 /// A bidirectional byte stream to or from a peer: a TCP connection, an Arti
 /// data stream, or an in-memory pipe in tests.

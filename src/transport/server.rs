@@ -41,7 +41,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::form::decode_packet_form;
-use super::{COLLECTOR_PATH, CONF_PATH};
+use super::{COLLECTOR_PATH, CONF_PATH, PAGES};
 
 /// What the node does with what the transport receives.
 pub trait Collector: Send + Sync + 'static {
@@ -54,6 +54,13 @@ pub trait Collector: Send + Sync + 'static {
 
     /// The current text of our `remailer-conf.txt`.
     fn remailer_conf(&self) -> String;
+
+    /// The text of another public page (`/stats.txt`, `/help.txt`,
+    /// `/adminkey.txt`): `None` is a 404. Nothing else is served.
+    fn page(&self, path: &str) -> Option<String> {
+        let _ = path;
+        None
+    }
 }
 
 /// Why [`Collector::submit`] did not store a packet.
@@ -390,6 +397,13 @@ async fn handle<C: Collector>(inner: &Inner<C>, req: Request<Incoming>) -> Respo
             text(StatusCode::OK, inner.collector.remailer_conf())
         }
         CONF_PATH => method_not_allowed("GET, HEAD"),
+        path if PAGES.contains(&path) => match inner.collector.page(path) {
+            Some(page) if method == Method::GET || method == Method::HEAD => {
+                text(StatusCode::OK, page)
+            }
+            Some(_) => method_not_allowed("GET, HEAD"),
+            None => text(StatusCode::NOT_FOUND, "Not found\n"),
+        },
         _ => text(StatusCode::NOT_FOUND, "Not found\n"),
     }
 }
