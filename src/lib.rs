@@ -36,5 +36,6 @@ pub mod node;
 pub mod pool;
 pub mod queue;
 pub mod safelog;
+pub mod sender;
 pub mod store;
 pub mod transport;

@@ -3,8 +3,9 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
-use cli::node::{ConfigArgs, InitArgs, SendArgs};
+use cli::node::{ConfigArgs, InitArgs};
 use cli::packet::{KeygenArgs, PacketCmd};
+use cli::send::{RemailersArgs, SendArgs};
 use cli::testnet::TestnetArgs;
 
 /// mimix: a Tor-native anonymous remailer (Mimix protocol v1).
@@ -31,8 +32,12 @@ enum Cmd {
     /// Run a private Tor network on 127.0.0.1 with mimix nodes on it, until
     /// Ctrl-C.
     Testnet(TestnetArgs),
-    /// Send a message (or a dummy) through a chain of remailers.
+    /// Send a message (from a file or standard input) through a chain of
+    /// remailers.
     Send(SendArgs),
+    /// Show the remailers this node or sender knows, with their
+    /// statistics; `update` fetches them from seeds.
+    Remailers(RemailersArgs),
     /// Offline packet tools: build and peel.
     #[command(subcommand)]
     Packet(PacketCmd),
@@ -49,7 +54,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Status(a) => cli::node::status(a),
         Cmd::Demo => cli::demo::run(),
         Cmd::Testnet(a) => cli::testnet::run(a),
-        Cmd::Send(a) => cli::node::send(a),
+        Cmd::Send(a) => cli::send::send(a),
+        Cmd::Remailers(a) => cli::send::remailers(a),
         Cmd::Packet(c) => cli::packet::run(c),
         Cmd::Keygen(a) => cli::packet::keygen(a),
     };

@@ -5,4 +5,6 @@ pub mod demo;
 mod localnet;
 pub mod node;
 pub mod packet;
+pub mod send;
 pub mod testnet;
+mod update;

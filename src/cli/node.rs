@@ -1,20 +1,17 @@
-//! `mimix init`, `mimix run`, `mimix status` and `mimix send`.
+//! `mimix init`, `mimix run`, `mimix status` and `mimix address`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use mimix_packet::armour;
 
 use mimix::clock::{Clock, SystemClock};
 use mimix::config::{Config, default_data_dir};
 use mimix::keystore::{Keystore, SystemKeyGenerator};
 use mimix::node::{ADDRESS_FILE, Node, STATUS_FILE};
 use mimix::store::Store;
-use mimix::transport::{ClientLimits, Dialer, LoopbackDialer, TorDialer, post_packet};
 use mimix_settings::fs::private_dir;
-use mimix_tor::TorConfig;
 
 /// The config file `init` writes and `run` reads by default.
 pub const CONFIG_FILE: &str = "mimix.toml";
@@ -32,21 +29,6 @@ pub struct InitArgs {
 pub struct ConfigArgs {
     /// The config file (default: <data dir>/mimix.toml if it exists, else
     /// the built-in defaults).
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-}
-
-/// Arguments of `mimix send`.
-#[derive(Debug, Args)]
-pub struct SendArgs {
-    #[command(flatten)]
-    what: super::packet::MessageArgs,
-    /// Post over plain HTTP to a loopback address, without Tor. Insecure:
-    /// for local test networks only.
-    #[arg(long)]
-    insecure_direct: bool,
-    /// A node config whose `[tor]` table says which Tor network to use
-    /// (default: the public network).
     #[arg(long, short)]
     config: Option<PathBuf>,
 }
@@ -179,64 +161,6 @@ pub fn status(args: ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `mimix send`: builds the packets and posts them to the chain's entry,
-/// over Tor (a fresh, temporary Tor client) unless `--insecure-direct`.
-pub fn send(a: SendArgs) -> anyhow::Result<()> {
-    let today = SystemClock.epoch_day();
-    let packets = a.what.build(today)?;
-    let entry = entry_address(&a.what.confs, &a.what.chain, today)?;
-    let network = match &a.config {
-        Some(path) => Config::load(path)?.tor,
-        None => TorConfig::default(),
-    };
-    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(async {
-        let limits = ClientLimits::default();
-        // Kept until the end: the Tor client writes its state on shutdown.
-        let state = tempfile::Builder::new()
-            .prefix("mimix-send-")
-            .tempdir()
-            .context("creating a temporary directory")?;
-        let dialer: Box<dyn Dialer> = if a.insecure_direct {
-            Box::new(LoopbackDialer)
-        } else {
-            let network = network.with_dirs(state.path().join("state"), state.path().join("cache"));
-            let tor = mimix_tor::TorTransport::start(&network)
-                .await
-                .context("starting the Tor client")?;
-            Box::new(TorDialer::new(Arc::new(tor)))
-        };
-        for (i, p) in packets.iter().enumerate() {
-            let mut tries = 0;
-            loop {
-                match post_packet(&*dialer, &entry, &armour(p), &limits).await {
-                    Ok(()) => break,
-                    // A fresh onion circuit sometimes fails once.
-                    Err(e) if e.is_retryable() && tries < 5 => {
-                        tries += 1;
-                        tracing::debug!("post failed, retrying: {e}");
-                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                    }
-                    Err(e) => {
-                        return Err(anyhow::Error::new(e).context(format!(
-                            "posting packet {} of {}",
-                            i + 1,
-                            packets.len()
-                        )));
-                    }
-                }
-            }
-        }
-        println!(
-            "{}",
-            serde_json::json!({ "packets": packets.len(), "sent": packets.len() })
-        );
-        drop(dialer);
-        drop(state);
-        Ok(())
-    })
-}
-
 /// `mimix address`: the node's published address (written at start).
 pub fn address(args: ConfigArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
@@ -253,17 +177,4 @@ pub fn address(args: ConfigArgs) -> anyhow::Result<()> {
     })?;
     print!("{text}");
     Ok(())
-}
-
-fn entry_address(confs: &[PathBuf], chain: &[String], today: u64) -> anyhow::Result<String> {
-    let first = chain.first().context("empty chain")?;
-    for path in confs {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let conf = mimix_packet::RemailerConf::parse_valid(&text, today)?;
-        if &conf.name == first {
-            return Ok(conf.address);
-        }
-    }
-    bail!("no remailer-conf given for {first:?}")
 }

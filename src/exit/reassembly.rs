@@ -12,8 +12,10 @@
 //! number of open sets is bounded. Dummies (exit type 1) are discarded and
 //! counted here, so callers may pass every exit chunk in.
 //!
-//! A chunk arriving after its message was completed (or after its set
-//! expired) starts a new set, which expires like any other.
+//! A chunk of a message that was already completed is a duplicate (a
+//! sender's copy, `mimix send --copies`): the completed message IDs are
+//! remembered for `expiry`. A chunk arriving after its set expired starts
+//! a new set, which expires like any other.
 //!
 //! This module only reassembles: a node without SMTP that re-sends
 //! single-chunk messages elsewhere must take such jobs off the exit queue
@@ -165,8 +167,17 @@ pub fn prune(store: &Store, now: SystemTime) -> Result<usize, ReassemblyError> {
     Ok(store.prune_partials(now)?)
 }
 
-/// Queues a complete message for SMTP under its first recipient's domain.
-fn enqueue(tx: &mut Tx<'_>, message: &[u8], now: SystemTime) -> Result<MailId, StoreError> {
+/// Queues a complete message for SMTP under its first recipient's
+/// domain, and remembers its ID so that copies of it are not delivered
+/// again.
+fn complete(
+    tx: &mut Tx<'_>,
+    limits: &ReassemblyConfig,
+    c: &ExitChunk,
+    message: &[u8],
+    now: SystemTime,
+) -> Result<MailId, StoreError> {
+    tx.mark_message_done(&c.msg_id, now + limits.expiry);
     let domain = super::address::first_recipient_domain(message);
     tx.enqueue_mail(&domain, message, now)
 }
@@ -198,10 +209,16 @@ fn add_in(
     if c.payload.len() > MAX_CHUNK_PAYLOAD {
         return Ok(reject(tx, counter::CHUNKS_INVALID, Rejection::TooLarge));
     }
+    if tx.message_done(&c.msg_id)? {
+        tx.incr(counter::CHUNKS_DUPLICATE, 1);
+        return Ok(ChunkOutcome::Duplicate);
+    }
     let len = c.payload.len() as u64;
     let Some(mut header) = tx.partial_header(&c.msg_id)? else {
         if c.chunks == 1 {
-            return Ok(ChunkOutcome::Complete(enqueue(tx, &c.payload, now)?));
+            return Ok(ChunkOutcome::Complete(complete(
+                tx, limits, c, &c.payload, now,
+            )?));
         }
         if tx.partial_sets() >= limits.max_partial_sets {
             return Ok(reject(
@@ -240,7 +257,9 @@ fn add_in(
     }
     if header.have.saturating_add(1) >= header.chunks {
         let message = tx.partial_take(&c.msg_id, &header, (c.chunk, &c.payload))?;
-        return Ok(ChunkOutcome::Complete(enqueue(tx, &message, now)?));
+        return Ok(ChunkOutcome::Complete(complete(
+            tx, limits, c, &message, now,
+        )?));
     }
     header.have += 1;
     header.bytes += len;
@@ -291,6 +310,40 @@ mod tests {
             ManualClock::at_epoch_day(20_000),
             ReassemblyConfig::default(),
         )
+    }
+
+    #[test]
+    fn copies_of_a_completed_message_are_duplicates() {
+        let (_d, store, clock, lim) = setup();
+        let t = clock.now();
+        let single = chunk(1, 1, 1, b"To: a@example.org\n\nhi");
+        assert!(matches!(
+            add_chunk(&store, &lim, &single, t).unwrap(),
+            ChunkOutcome::Complete(_)
+        ));
+        assert_eq!(
+            add_chunk(&store, &lim, &single, t).unwrap(),
+            ChunkOutcome::Duplicate
+        );
+        let p = parts();
+        for n in 1..=3u8 {
+            add_chunk(&store, &lim, &chunk(2, n, 3, &p[usize::from(n) - 1]), t).unwrap();
+        }
+        // The second copy's chunks come after the first completed.
+        for n in 1..=3u8 {
+            assert_eq!(
+                add_chunk(&store, &lim, &chunk(2, n, 3, &p[usize::from(n) - 1]), t).unwrap(),
+                ChunkOutcome::Duplicate
+            );
+        }
+        assert_eq!(store.mail_len().unwrap(), 2, "each message delivered once");
+        assert_eq!(store.partial_count(), 0, "no set left open by the copies");
+        // The record expires with the reassembly window.
+        store.prune_replay(t + lim.expiry).unwrap();
+        assert!(matches!(
+            add_chunk(&store, &lim, &single, t + lim.expiry).unwrap(),
+            ChunkOutcome::Complete(_)
+        ));
     }
 
     #[test]

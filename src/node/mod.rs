@@ -139,6 +139,11 @@ impl Node {
         self.shared.conf_text()
     }
 
+    /// The node's directory: the remailers it knows and its measurements.
+    pub fn directory(&self) -> Arc<crate::directory::Directory> {
+        self.shared.directory.clone()
+    }
+
     /// A token that stops the node when cancelled.
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()

@@ -127,7 +127,31 @@ impl Store {
     }
 }
 
+/// The replay-log key recording that message `msg_id` was completed: a
+/// digest under its own label, so it can never equal a packet ID.
+fn done_key(msg_id: &[u8; 16]) -> [u8; 16] {
+    let digest = mimix_packet::crypto::digest::sha256(&[b"mimix completed message", msg_id]);
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
 impl Tx<'_> {
+    /// Whether message `msg_id` was completed (and queued for delivery)
+    /// before: later copies of its chunks are duplicates.
+    pub(crate) fn message_done(&self, msg_id: &[u8; 16]) -> Result<bool, StoreError> {
+        self.store.replay_contains(&done_key(msg_id))
+    }
+
+    /// Records that message `msg_id` was completed, until `expires`.
+    pub(crate) fn mark_message_done(&mut self, msg_id: &[u8; 16], expires: SystemTime) {
+        let ks = &self.store.inner.ks;
+        let key = done_key(msg_id);
+        let exp = to_ms(expires);
+        self.batch.insert(&ks.replay, key, exp.to_be_bytes());
+        self.batch.insert(&ks.replay_exp, time_key16(exp, &key), []);
+    }
+
     /// The header of the set `msg_id`, if stored.
     pub(crate) fn partial_header(
         &self,

@@ -386,7 +386,11 @@ impl Network {
     /// `mimix send --insecure-direct` of a message file (or a dummy when
     /// `None`) through `chain`; returns its JSON answer, panicking on failure.
     pub fn send(&self, chain: &[&str], message: Option<&Path>) -> serde_json::Value {
-        let mut args = vec!["send".to_owned(), "--insecure-direct".to_owned()];
+        let mut args = vec![
+            "send".to_owned(),
+            "--insecure-direct".to_owned(),
+            "--json".to_owned(),
+        ];
         args.extend(self.conf_args());
         args.push("--chain".into());
         args.push(chain.join(","));

@@ -1,0 +1,222 @@
+//! Sending: a message in, chains picked, packets out.
+//!
+//! [`Remailers`] is what a sender knows: chain candidates with their keys,
+//! from a directory snapshot (a node's, or one `mimix remailers update`
+//! fetched) or from conf files given by hand. [`plan`] checks the message
+//! (not empty, within the payload limit, with a recipient; a missing
+//! `From:` is left missing, the exit adds its own), splits it into chunks,
+//! picks one chain per chunk and copy with [`chain::select`] (all ending at
+//! the same exit) and builds the packets. Posting them is the caller's
+//! (the command line posts each to its first hop over Tor).
+//!
+//! Copies (`--copies N`) send every chunk N times, each through its own
+//! chain, with one message ID: the exit delivers the message once
+//! (reassembly drops chunks of a message it already delivered).
+
+use std::collections::HashMap;
+
+use mimix_packet::build::{ExitParams, build_packet};
+use mimix_packet::layout::{BODY_LEN, MAX_MESSAGE_LEN};
+use mimix_packet::{BuildError, ExitType, Hop, Packet, RemailerConf, build_dummy};
+use rand::CryptoRng;
+
+use crate::directory::chain::{self, Candidate, ChainError, ChainSpec, Exit, Filters};
+use crate::directory::keyring::canonical;
+use crate::directory::snapshot::Snapshot;
+
+/// Most copies of one message.
+pub const MAX_COPIES: usize = 10;
+
+/// Why a message cannot be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The message is empty.
+    #[error("the message is empty")]
+    Empty,
+    /// The message is larger than Mimix packets carry.
+    #[error("the message is {size} bytes; at most {limit} bytes fit in 255 packets")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The message names nobody to deliver to.
+    #[error("the message has no To, Cc or Bcc header")]
+    NoRecipient,
+    /// The copies asked for are out of range.
+    #[error("--copies must be 1 to {MAX_COPIES}")]
+    Copies,
+    /// No chain satisfies the chain string and the filters.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// A chosen remailer has no key (an inconsistent directory).
+    #[error("no key known for a chosen remailer")]
+    NoKey,
+    /// Building a packet failed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// The remailers a sender can use: chain candidates and their hops.
+#[derive(Debug, Default)]
+pub struct Remailers {
+    /// For chain selection.
+    pub candidates: Vec<Candidate>,
+    /// Keys and addresses, by address.
+    pub hops: HashMap<String, Hop>,
+}
+
+impl Remailers {
+    /// The remailers of a directory snapshot usable on `today`.
+    pub fn from_snapshot(snapshot: &Snapshot, today: u64) -> Self {
+        let (candidates, hops) = snapshot.usable(today);
+        Self { candidates, hops }
+    }
+
+    /// The remailers of conf files given by hand (valid on `today`);
+    /// statistics unknown.
+    pub fn from_confs(confs: &[RemailerConf]) -> Self {
+        let mut out = Self::default();
+        for conf in confs {
+            let Some(address) = canonical(&conf.address) else {
+                continue;
+            };
+            out.candidates.push(Candidate {
+                name: conf.name.clone(),
+                address: address.clone(),
+                exit: conf.smtp,
+                reliability: None,
+                latency: None,
+            });
+            out.hops.insert(
+                address.clone(),
+                Hop {
+                    key: conf.key.clone(),
+                    address,
+                },
+            );
+        }
+        out
+    }
+
+    fn hops_of(&self, chain: &[&Candidate]) -> Result<Vec<Hop>, SendError> {
+        chain
+            .iter()
+            .map(|c| self.hops.get(&c.address).cloned().ok_or(SendError::NoKey))
+            .collect()
+    }
+}
+
+/// One packet to post, and its chain (addresses, entry first).
+#[derive(Debug)]
+pub struct Planned {
+    /// The packet for the first hop.
+    pub packet: Packet,
+    /// The chain it takes.
+    pub chain: Vec<String>,
+}
+
+impl Planned {
+    /// The first hop's address.
+    pub fn first_hop(&self) -> &str {
+        self.chain.first().map(String::as_str).unwrap_or_default()
+    }
+}
+
+/// Whether the header block of `message` names at least one recipient.
+pub fn has_recipient(message: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(message);
+    let head = text
+        .split("\n\n")
+        .next()
+        .unwrap_or("")
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("");
+    head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("to:") || l.starts_with("cc:") || l.starts_with("bcc:")
+    })
+}
+
+/// Checks `message` and builds its packets: every chunk, `copies` times,
+/// each through its own chain for `spec` under `filters`, all ending at one
+/// exit.
+pub fn plan<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    message: &[u8],
+    spec: &ChainSpec,
+    remailers: &Remailers,
+    filters: &Filters,
+    copies: usize,
+    today: u64,
+) -> Result<Vec<Planned>, SendError> {
+    if message.is_empty() {
+        return Err(SendError::Empty);
+    }
+    if message.len() > MAX_MESSAGE_LEN {
+        return Err(SendError::TooLarge {
+            size: message.len(),
+            limit: MAX_MESSAGE_LEN,
+        });
+    }
+    if !has_recipient(message) {
+        return Err(SendError::NoRecipient);
+    }
+    if !(1..=MAX_COPIES).contains(&copies) {
+        return Err(SendError::Copies);
+    }
+    let pieces: Vec<&[u8]> = message.chunks(BODY_LEN).collect();
+    let chunks = u8::try_from(pieces.len()).map_err(|_| SendError::TooLarge {
+        size: message.len(),
+        limit: MAX_MESSAGE_LEN,
+    })?;
+    let chains = chain::select(
+        spec,
+        &remailers.candidates,
+        filters,
+        Exit::Required,
+        pieces.len() * copies,
+        rng,
+    )?;
+    let mut msg_id = [0u8; 16];
+    rng.fill_bytes(&mut msg_id);
+    let mut out = Vec::with_capacity(chains.len());
+    for (i, chain) in chains.iter().enumerate() {
+        let n = i % pieces.len();
+        let exit = ExitParams {
+            chunk: u8::try_from(n + 1).unwrap_or(u8::MAX),
+            chunks,
+            msg_id,
+            exit_type: ExitType::Smtp,
+        };
+        let hops = remailers.hops_of(chain)?;
+        let piece = pieces.get(n).copied().unwrap_or_default();
+        out.push(Planned {
+            packet: build_packet(rng, &hops, &exit, piece, today)?,
+            chain: chain.iter().map(|c| c.address.clone()).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Builds a dummy through a chain for `spec` (no exit needed).
+pub fn plan_dummy<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    spec: &ChainSpec,
+    remailers: &Remailers,
+    filters: &Filters,
+    today: u64,
+) -> Result<Planned, SendError> {
+    let chains = chain::select(spec, &remailers.candidates, filters, Exit::Any, 1, rng)?;
+    let chain = chains.first().ok_or(SendError::NoKey)?;
+    let hops = remailers.hops_of(chain)?;
+    Ok(Planned {
+        packet: build_dummy(rng, &hops, today)?,
+        chain: chain.iter().map(|c| c.address.clone()).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
