@@ -189,3 +189,142 @@ async fn a_stopped_remailer_dies_then_is_forgotten() {
         n.wait().await;
     }
 }
+
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_replaces_the_old_one_in_the_others_keyring() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_epoch_day(20_786);
+    let (pa, pb) = (free_port(), free_port());
+    let url = |p: u16| format!("http://127.0.0.1:{p}");
+    let node = |i: usize, port: u16, seed: String| {
+        let mut c = config(dir.path(), i, &[seed]);
+        c.transport.listen = ([127, 0, 0, 1], port).into();
+        c
+    };
+    let a = Node::start(node(0, pa, url(pb)), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let b = Node::start(node(1, pb, url(pa)), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let key_of_b = |a: &Node| a.directory().hop(&url(pb)).map(|h| h.key.key_id());
+    run_clock(
+        &clock,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+        || key_of_b(&a).is_some(),
+    )
+    .await;
+    let old = key_of_b(&a).unwrap();
+    // B is away until its key is due for renewal (28 days before it
+    // expires); it makes its successor when it starts again.
+    b.stop_token().cancel();
+    b.wait().await;
+    let keys = node(1, pb, url(pa)).keys;
+    let renew_day = 20_786 + keys.lifetime_days() - keys.renew_before_days() + 1;
+    clock.set(ManualClock::at_epoch_day(renew_day).now());
+    let b = Node::start(node(1, pb, url(pa)), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    run_clock(
+        &clock,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+        || key_of_b(&a).is_some_and(|k| k != old),
+    )
+    .await;
+    let retired = a.directory().with_keyring(|k| {
+        k.get(&url(pb))
+            .unwrap()
+            .retired
+            .iter()
+            .map(|r| r.key_id.clone())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        retired,
+        vec![old.to_hex()],
+        "the old key is remembered as retired"
+    );
+    for n in [a, b] {
+        n.stop_token().cancel();
+        n.wait().await;
+    }
+}
+
+/// `GET path` from the node listening on `port`: status and body.
+async fn get(port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_pages_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_epoch_day(20_786);
+    let key = dir.path().join("adminkey.asc");
+    std::fs::write(&key, "-----BEGIN PGP PUBLIC KEY BLOCK-----\n...\n").unwrap();
+    let mut c = config(dir.path(), 0, &[]);
+    c.node.admin_key_file = Some(key);
+    let with_key = Node::start(c, Arc::new(clock.clone())).await.unwrap();
+    let bare = Node::start(config(dir.path(), 1, &[]), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let port = with_key.listen_addr().unwrap().port();
+    let (status, help) = get(port, "/help.txt").await;
+    assert_eq!(status, 200);
+    assert!(help.contains("This is n0, a Mimix remailer"), "{help}");
+    let (status, stats) = get(port, "/stats.txt").await;
+    assert_eq!(status, 200);
+    mimix::directory::stats::parse_text(&stats).unwrap();
+    assert_eq!(get(port, "/adminkey.txt").await.0, 200);
+    assert!(
+        get(port, "/adminkey.txt")
+            .await
+            .1
+            .starts_with("-----BEGIN PGP")
+    );
+    assert_eq!(get(port, "/remailer-conf.txt").await.0, 200);
+    let bare_port = bare.listen_addr().unwrap().port();
+    assert_eq!(
+        get(bare_port, "/adminkey.txt").await.0,
+        404,
+        "no key configured"
+    );
+    for path in [
+        "/",
+        "/status.json",
+        "/metrics",
+        "/stats.txt/../keys",
+        "/directory.json",
+    ] {
+        assert_eq!(get(port, path).await.0, 404, "{path}");
+    }
+    for n in [with_key, bare] {
+        n.stop_token().cancel();
+        n.wait().await;
+    }
+}

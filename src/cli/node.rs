@@ -103,10 +103,24 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
-        let node = Node::start(config, Arc::new(SystemClock)).await?;
-        let stop = node.stop_token();
+        // Signals are handled from the start: SIGTERM while Tor
+        // bootstraps stops the start-up cleanly.
+        let signalled = tokio_util::sync::CancellationToken::new();
+        let token = signalled.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
+            token.cancel();
+        });
+        let node = tokio::select! {
+            n = Node::start(config, Arc::new(SystemClock)) => n?,
+            _ = signalled.cancelled() => {
+                tracing::info!("stopped by a signal before the node had started");
+                return Ok(());
+            }
+        };
+        let stop = node.stop_token();
+        tokio::spawn(async move {
+            signalled.cancelled().await;
             stop.cancel();
         });
         node.wait().await;

@@ -32,15 +32,15 @@ use super::update;
 pub struct NetworkArgs {
     /// A node config: its `[tor]` network is used, and its data
     /// directory's directory snapshot when there is one.
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     pub config: Option<PathBuf>,
     /// The sender's state directory (default: $XDG_CACHE_HOME/mimix or
     /// ~/.cache/mimix), where `mimix remailers update` keeps the snapshot.
-    #[arg(long)]
+    #[arg(long, global = true, value_name = "DIR")]
     pub state: Option<PathBuf>,
     /// Post over plain HTTP to loopback addresses, without Tor. Insecure:
     /// for local test networks only.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub insecure_direct: bool,
 }
 
@@ -349,6 +349,18 @@ fn write_packets(a: &SendArgs, dir: &Path, planned: &[Planned]) -> anyhow::Resul
     Ok(())
 }
 
+/// Names claimed by more than one usable remailer, with their addresses.
+fn clashes(r: &Remailers) -> Vec<(String, Vec<String>)> {
+    let mut by_name: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for c in &r.candidates {
+        by_name
+            .entry(c.name.to_ascii_lowercase())
+            .or_default()
+            .push(c.address.clone());
+    }
+    by_name.into_iter().filter(|(_, a)| a.len() > 1).collect()
+}
+
 /// `mimix remailers`: the remailers and their statistics.
 pub fn remailers(a: RemailersArgs) -> anyhow::Result<()> {
     if let Some(RemailersCmd::Update(u)) = a.cmd {
@@ -372,5 +384,11 @@ pub fn remailers(a: RemailersArgs) -> anyhow::Result<()> {
         usable.candidates.len(),
         mimix_packet::conf::epoch_day_to_date(snapshot.generated_at / 86_400)
     );
+    for (name, addresses) in clashes(&usable) {
+        println!(
+            "name clash: {name} is claimed by {}; name one by its address in --chain",
+            addresses.join(" and ")
+        );
+    }
     Ok(())
 }

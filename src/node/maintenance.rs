@@ -2,8 +2,9 @@
 //!
 //! * every [`MAINTENANCE`]: prune the replay log and expired partial
 //!   messages, rotate our keys (a new key is generated outside the
-//!   keystore's lock and swapped in when ready), render our conf for the
-//!   day, write the status file;
+//!   keystore's lock and swapped in when ready), write the status file;
+//! * every [`CONF`]: render our conf (the key advertised today, the
+//!   remailers known alive);
 //! * every [`FLUSH`]: write the counters tallied since the last flush
 //!   (and the exit's recipient counts);
 //! * every [`SNAPSHOT`]: age the directory (dead remailers, lost pings)
@@ -27,7 +28,11 @@ const MAINTENANCE: Duration = Duration::from_secs(60);
 /// How often tallied counters are written.
 const FLUSH: Duration = Duration::from_secs(1);
 /// How often the directory is aged and its snapshot written.
-const SNAPSHOT: Duration = Duration::from_secs(60);
+const SNAPSHOT: Duration = Duration::from_secs(15);
+/// Longest a snapshot is kept when nothing but statistics changed.
+const SNAPSHOT_MAX: Duration = Duration::from_secs(300);
+/// How often our conf is rendered again.
+const CONF: Duration = Duration::from_secs(5);
 
 /// Runs the periodic maintenance until `stop` is cancelled.
 pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
@@ -45,9 +50,6 @@ async fn maintain(shared: &Arc<Shared>) {
     })
     .await;
     rotate_keys(shared).await;
-    if let Err(e) = shared.refresh_conf() {
-        warn!("refreshing remailer-conf: {e}");
-    }
     let s = shared.clone();
     blocking("writing the status file", move || status::write(&s)).await;
 }
@@ -112,19 +114,44 @@ pub(crate) async fn flush_counters(
 /// Ages the directory and writes its snapshot every [`SNAPSHOT`], until
 /// `stop` is cancelled.
 pub(crate) async fn directory(shared: Arc<Shared>, stop: CancellationToken) {
+    // What the last snapshot held, and when it was written: it is written
+    // again when the remailers change, or every SNAPSHOT_MAX for fresh
+    // statistics, not every run (a Raspberry Pi's SD card thanks us).
+    let last = Arc::new(std::sync::Mutex::new((Vec::new(), None::<u64>)));
     every(SNAPSHOT, Duration::ZERO, stop, || async {
-        let s = shared.clone();
+        let (s, last) = (shared.clone(), last.clone());
         blocking("ageing the directory", move || {
             let lost = crate::directory::pinger::expire(&s.store, s.clock.now())
                 .map_err(|e| e.to_string())?;
             s.tally.add("pings_lost", lost as u64);
-            s.directory.age(s.unix_now()).map_err(|e| e.to_string())?;
-            s.directory
-                .snapshot(s.unix_now())
-                .write(s.config.data_dir())
-                .map_err(|e| e.to_string())
+            let now = s.unix_now();
+            s.directory.age(now).map_err(|e| e.to_string())?;
+            let snapshot = s.directory.snapshot(now);
+            let confs: Vec<String> = snapshot.remailers.iter().map(|r| r.conf.clone()).collect();
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            let stale = last
+                .1
+                .is_none_or(|t| now.saturating_sub(t) >= SNAPSHOT_MAX.as_secs());
+            if confs != last.0 || stale {
+                snapshot
+                    .write(s.config.data_dir())
+                    .map_err(|e| e.to_string())?;
+                *last = (confs, Some(now));
+            }
+            Ok::<_, String>(())
         })
         .await;
+    })
+    .await;
+}
+
+/// Renders our conf every [`CONF`] (an in-memory step), so a new key or a
+/// change in the remailers known alive is published soon.
+pub(crate) async fn conf(shared: Arc<Shared>, stop: CancellationToken) {
+    every(CONF, CONF, stop, || async {
+        if let Err(e) = shared.refresh_conf() {
+            warn!("refreshing remailer-conf: {e}");
+        }
     })
     .await;
 }

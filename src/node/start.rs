@@ -132,6 +132,7 @@ fn spawn_jobs(
         tokio::spawn(pinger::run(s.clone(), stop.clone())),
         tokio::spawn(maintenance::run(s.clone(), stop.clone())),
         tokio::spawn(maintenance::directory(s.clone(), stop.clone())),
+        tokio::spawn(maintenance::conf(s.clone(), stop.clone())),
         tokio::spawn(maintenance::flush_counters(
             s.clone(),
             exit.clone(),
