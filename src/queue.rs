@@ -42,6 +42,9 @@ const POLL: Duration = Duration::from_secs(1);
 /// Longest an item whose outcome could not be recorded is parked.
 const MAX_PARK: Duration = Duration::from_secs(60);
 
+/// How long attempts in flight at shutdown get to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Most batches one refill asks for.
 const FILL_ROUNDS: usize = 8;
 
@@ -329,9 +332,11 @@ impl<Q: Queue> Worker<Q> {
         self.wake.clone()
     }
 
-    /// Serves the queue until `stop` is cancelled. Attempts in flight then
-    /// are abandoned unrecorded: their items stay due and are tried again
-    /// after a restart.
+    /// Serves the queue until `stop` is cancelled. No attempt starts after
+    /// that; those in flight get [`SHUTDOWN_GRACE`] to finish and have
+    /// their outcome recorded (an attempt cut short leaves its item due, to
+    /// be tried again after a restart: the next hop then answers 409 if it
+    /// had it already).
     pub async fn run(self, stop: CancellationToken) {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
         let mut slots = Slots::default();
@@ -349,6 +354,20 @@ impl<Q: Queue> Worker<Q> {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(POLL) => {}
             }
+        }
+        let drain = async {
+            while !slots.inflight.is_empty() {
+                match done_rx.recv().await {
+                    Some(f) => slots.finish(&f),
+                    None => break,
+                }
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            debug!(
+                "{}: attempts still in flight at shutdown",
+                self.queue.name()
+            );
         }
     }
 

@@ -353,3 +353,33 @@ async fn an_unrecorded_outcome_parks_the_item_instead_of_a_storm() {
     assert_eq!(queue.attempts.load(Ordering::SeqCst), 4);
     stop.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn attempts_in_flight_finish_and_are_recorded_at_shutdown() {
+    let clock = ManualClock::at_epoch_day(20_000);
+    let queue = Arc::new(MemQueue::new());
+    queue.add(
+        1,
+        "slow",
+        clock.now(),
+        Behaviour::Deliver(Duration::from_secs(3)),
+    );
+    queue.add(2, "hang", clock.now(), Behaviour::Hang);
+    let caps = Caps {
+        concurrency: 4,
+        per_destination: 1,
+    };
+    let worker = Worker::new(queue.clone(), retry(), caps, Arc::new(clock.clone()));
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(worker.run(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(queue.attempts.load(Ordering::SeqCst), 2);
+    let t0 = tokio::time::Instant::now();
+    stop.cancel();
+    run.await.unwrap();
+    // The slow one finished and was recorded; the hanging one was given
+    // up on after the grace period, its item left due.
+    assert_eq!(queue.delivered().len(), 1);
+    assert!(t0.elapsed() >= SHUTDOWN_GRACE, "{:?}", t0.elapsed());
+    assert!(queue.items.lock().unwrap().contains_key(&2));
+}

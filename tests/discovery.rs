@@ -98,6 +98,52 @@ async fn twenty_one_nodes_from_one_seed_know_each_other() {
         "discovery: {N} nodes from one seed know each other after {took:.1?} ({} s of node time)",
         unix(clock.now()) - 20_786 * 86_400 - 43_200
     );
+    // A newcomer knowing one of them learns the whole network.
+    let t_node = unix(clock.now());
+    let newcomer = Node::start(
+        config(dir.path(), N, &[nodes[7].address().to_owned()]),
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap();
+    let joined = run_clock(
+        &clock,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        Duration::from_secs(120),
+        || {
+            let known = newcomer.directory().addresses(unix(clock.now()));
+            nodes.iter().all(|n| known.iter().any(|a| a == n.address()))
+        },
+    )
+    .await;
+    eprintln!(
+        "discovery: a newcomer knowing one node learnt all {N} after {joined:.1?} ({} s of node time)",
+        unix(clock.now()) - t_node
+    );
+    // Directory traffic: conf fetches per node per simulated day.
+    let day_share = (unix(clock.now()) - (20_786 * 86_400 + 43_200)) as f64 / 86_400.0;
+    let fetched: Vec<u64> = nodes
+        .iter()
+        .map(|n| {
+            let s = n.directory().snapshot(unix(clock.now()));
+            s.remailers.len() as u64
+        })
+        .collect();
+    let conf_bytes: usize = nodes[0]
+        .directory()
+        .snapshot(unix(clock.now()))
+        .remailers
+        .iter()
+        .map(|r| r.conf.len())
+        .sum::<usize>()
+        / N.max(1);
+    eprintln!(
+        "discovery: {} remailers each, mean conf {conf_bytes} bytes, over {day_share:.2} days of node time",
+        fetched[0]
+    );
+    newcomer.stop_token().cancel();
+    newcomer.wait().await;
     // Pings came back: every node has measured the seed.
     let now = unix(clock.now());
     for n in &nodes[1..] {

@@ -515,6 +515,10 @@ max = "2s"
 [directory]
 remailers = [ {directory} ]
 
+# Exact counters are checked: no pings at random times.
+[pinger]
+enabled = false
+
 {tail}"#,
         data_dir = data_dir.display(),
     )
