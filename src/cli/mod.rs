@@ -5,4 +5,5 @@ pub mod demo;
 mod localnet;
 pub mod node;
 pub mod packet;
+pub mod status;
 pub mod testnet;

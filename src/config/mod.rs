@@ -9,7 +9,8 @@
 //! Each table's type, defaults and validation live with the subsystem that
 //! uses it ([`NodeConfig`], [`TransportConfig`], [`TorConfig`],
 //! [`PoolConfig`], [`DummyConfig`], [`ReplayConfig`], [`KeysConfig`],
-//! [`OutboundConfig`], [`ExitConfig`], [`DirectoryConfig`]); this module
+//! [`OutboundConfig`], [`ExitConfig`], [`DirectoryConfig`],
+//! [`AdminConfig`]); this module
 //! only aggregates them, resolves paths and checks the rules that span
 //! tables. A new setting touches its subsystem and `mimix.example.toml`.
 //!
@@ -30,6 +31,7 @@ use mimix_settings::Invalid;
 use mimix_tor::TorConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::admin::AdminConfig;
 use crate::directory::DirectoryConfig;
 use crate::exit::ExitConfig;
 use crate::keystore::KeysConfig;
@@ -80,6 +82,9 @@ pub struct Config {
     /// `[directory]`
     #[serde(default)]
     pub directory: DirectoryConfig,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: AdminConfig,
 }
 
 /// Why a configuration could not be loaded.
@@ -275,6 +280,7 @@ impl Config {
             outbound: OutboundConfig::default(),
             exit: ExitConfig::default(),
             directory: DirectoryConfig::default(),
+            admin: AdminConfig::default(),
         };
         config.node.data_dir = data_dir.to_owned();
         config.fill_derived_paths();
