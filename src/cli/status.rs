@@ -53,6 +53,9 @@ pub fn conf(args: ConfigArgs) -> anyhow::Result<()> {
                 eprintln!("mimix: from the running node ({ep})");
                 return Ok(());
             }
+            Err(ClientError::Status { status, .. }) if status.as_u16() == 503 => {
+                bail!("the node is still starting: its conf is not ready yet (see `mimix status`)")
+            }
             Err(e) => e.to_string(),
         },
         None => "the admin listener is off".to_owned(),
@@ -276,10 +279,12 @@ fn transport_text(r: &StatusReport) -> String {
                 None => "onion service not launched yet".into(),
             };
             let tor = if t.ready { "ready" } else { "bootstrapping" };
-            format!(
-                "tor {tor} ({}%: {}), {onion}",
-                t.bootstrap_percent, t.bootstrap
-            )
+            // Arti's description starts with the percentage.
+            let step = match t.bootstrap.is_empty() {
+                true => format!("{}%", t.bootstrap_percent),
+                false => t.bootstrap.clone(),
+            };
+            format!("tor {tor} ({step}), {onion}")
         }
     }
 }
