@@ -44,9 +44,6 @@ fn run(cmd: &[&str], node: &NodeProc) -> (String, String) {
 fn wait_status(node: &NodeProc, what: &str, f: impl Fn(&serde_json::Value) -> bool) {
     wait_until(TRAFFIC_TIMEOUT, Duration::from_millis(200), what, || {
         let s = status_json(node);
-        if std::env::var_os("ADMIN_TEST_DEBUG").is_some() {
-            eprintln!("{s}");
-        }
         f(&s).then_some(())
     });
 }
