@@ -24,8 +24,11 @@
 //! mail); [`config`] aggregates the TOML configuration, each table owned by
 //! its subsystem; [`node`] wires it all together; [`clock`] injects time so
 //! that time-driven code is testable; [`net`] says what a host name is;
-//! [`safelog`] keeps identifying data out of the logs.
+//! [`safelog`] keeps identifying data out of the logs; [`admin`] shows the
+//! operator the running node (status, metrics, a status page) on a local
+//! listener.
 
+pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod directory;

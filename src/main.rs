@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use cli::node::{ConfigArgs, InitArgs};
 use cli::packet::{KeygenArgs, PacketCmd};
 use cli::send::{RemailersArgs, SendArgs};
+use cli::status::StatusArgs;
 use cli::testnet::TestnetArgs;
 
 /// mimix: a Tor-native anonymous remailer (Mimix protocol v1).
@@ -24,8 +25,12 @@ enum Cmd {
     Run(ConfigArgs),
     /// Print the node's published address (its .onion URL).
     Address(ConfigArgs),
-    /// Print the node's counters and queue sizes.
-    Status(ConfigArgs),
+    /// Show the node's state: live from the running node, else from its
+    /// store (a table; `--json` for programs).
+    Status(StatusArgs),
+    /// Print the node's remailer-conf.txt (from the running node, else
+    /// rendered from its store and keys).
+    Conf(ConfigArgs),
     /// Run a four-node network (over a private Tor network if `tor` is
     /// installed, else on loopback) and send a message through it.
     Demo,
@@ -51,7 +56,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Init(a) => cli::node::init(a),
         Cmd::Run(a) => cli::node::run(a),
         Cmd::Address(a) => cli::node::address(a),
-        Cmd::Status(a) => cli::node::status(a),
+        Cmd::Status(a) => cli::status::status(a),
+        Cmd::Conf(a) => cli::status::conf(a),
         Cmd::Demo => cli::demo::run(),
         Cmd::Testnet(a) => cli::testnet::run(a),
         Cmd::Send(a) => cli::send::send(a),

@@ -78,6 +78,8 @@ fn example_equals_the_defaults() {
     );
     assert_eq!(loaded.exit.reassembly.max_partial_sets, 256);
     assert!(loaded.directory.remailers.is_empty());
+    assert_eq!(loaded.admin.listen, mimix::admin::AdminListen::Unix);
+    assert!(!loaded.admin.metrics);
 }
 
 #[test]
@@ -215,4 +217,40 @@ fn init_template_sets_the_data_dir() {
     let config = Config::load(&path).unwrap();
     assert_eq!(config.node.data_dir, data_dir);
     assert_eq!(config, Config::default_for(&data_dir));
+}
+
+#[test]
+fn the_admin_listener_is_loopback_only() {
+    let tcp = load_text(&example_with(
+        "listen = \"unix\"",
+        "listen = \"127.0.0.1:9180\"\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        tcp.admin.listen,
+        mimix::admin::AdminListen::Tcp("127.0.0.1:9180".parse().unwrap())
+    );
+    let err = load_text(&example_with(
+        "listen = \"unix\"",
+        "listen = \"0.0.0.0:9180\"",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("admin.listen"), "{err}");
+    assert!(err.contains("not a loopback address"), "{err}");
+    let err = load_text(&example_with("listen = \"unix\"", "listen = \"9180\""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("admin.listen"), "{err}");
+    let long = format!("data_dir = \"/tmp/{}\"", "d".repeat(100));
+    let err = load_text(&example_with(
+        "# data_dir = \"~/.local/share/mimix\"",
+        &long,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("admin.listen") && err.contains("unix"),
+        "{err}"
+    );
 }

@@ -376,6 +376,18 @@ fn scenario(tor: PathBuf, tor_gencert: PathBuf) {
     assert_eq!(got.len(), 1);
     assert_delivered(&got[0], "over tor", body1);
 
+    // The exit's live status shows Tor and its onion service.
+    let s4 = nodes[3].status();
+    assert_eq!(s4["source"], "live", "{s4}");
+    assert_eq!(s4["tor"]["ready"], true, "{s4}");
+    assert!(s4["tor"]["onion_service"].is_string(), "{s4}");
+    assert_eq!(s4["address"], addresses[3].as_str(), "{s4}");
+    let table = mimix(&["status", "--config", nodes[3].config.to_str().unwrap()]);
+    eprintln!(
+        "onion_e2e: mimix status of n4:\n{}",
+        String::from_utf8_lossy(&table.stdout)
+    );
+
     // The middle hop dies; a message sent through it waits at n1.
     nodes[1].kill();
     let body2 = "Second message, queued while n2 was down.\r\n";

@@ -6,5 +6,6 @@ mod localnet;
 pub mod node;
 pub mod packet;
 pub mod send;
+pub mod status;
 pub mod testnet;
 mod update;

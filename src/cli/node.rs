@@ -1,4 +1,5 @@
-//! `mimix init`, `mimix run`, `mimix status` and `mimix address`.
+//! `mimix init`, `mimix run` and `mimix address` (`mimix status` and
+//! `mimix conf` are in [`super::status`], `mimix send` in [`super::send`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use clap::Args;
 use mimix::clock::{Clock, SystemClock};
 use mimix::config::{Config, default_data_dir};
 use mimix::keystore::{Keystore, SystemKeyGenerator};
-use mimix::node::{ADDRESS_FILE, Node, STATUS_FILE};
+use mimix::node::{ADDRESS_FILE, Node};
 use mimix::store::Store;
 use mimix_settings::fs::private_dir;
 
@@ -141,38 +142,6 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
-}
-
-/// `mimix status`: counters and queue sizes.
-pub fn status(args: ConfigArgs) -> anyhow::Result<()> {
-    let config = load_config(&args)?;
-    // A running node holds the store; it writes its status file every minute.
-    let doc = match Store::open(&config.store_dir()) {
-        Ok(store) => serde_json::json!({
-            "running": false,
-            "pool": store.pool_count()?,
-            "outbound": store.outbound_len()?,
-            "mail": store.mail_len()?,
-            "partials": store.partial_count(),
-            "counters": store.counters()?,
-        }),
-        Err(e) if e.is_locked() => {
-            let path = config.data_dir().join(STATUS_FILE);
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "the store is locked by a running node; reading its status file {}",
-                    path.display()
-                )
-            })?;
-            let mut doc: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("reading {}", path.display()))?;
-            doc["running"] = serde_json::json!(true);
-            doc
-        }
-        Err(e) => return Err(anyhow::Error::new(e).context("cannot open the store")),
-    };
-    println!("{}", serde_json::to_string_pretty(&doc)?);
-    Ok(())
 }
 
 /// `mimix address`: the node's published address (written at start).

@@ -9,7 +9,8 @@
 //! Each table's type, defaults and validation live with the subsystem that
 //! uses it ([`NodeConfig`], [`TransportConfig`], [`TorConfig`],
 //! [`PoolConfig`], [`DummyConfig`], [`ReplayConfig`], [`KeysConfig`],
-//! [`OutboundConfig`], [`ExitConfig`], [`DirectoryConfig`]); this module
+//! [`OutboundConfig`], [`ExitConfig`], [`DirectoryConfig`],
+//! [`AdminConfig`]); this module
 //! only aggregates them, resolves paths and checks the rules that span
 //! tables. A new setting touches its subsystem and `mimix.example.toml`.
 //!
@@ -30,6 +31,7 @@ use mimix_settings::Invalid;
 use mimix_tor::TorConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::admin::AdminConfig;
 use crate::directory::DirectoryConfig;
 use crate::directory::pinger::PingerConfig;
 use crate::exit::ExitConfig;
@@ -84,6 +86,9 @@ pub struct Config {
     /// `[pinger]`
     #[serde(default)]
     pub pinger: PingerConfig,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: AdminConfig,
 }
 
 /// Why a configuration could not be loaded.
@@ -280,6 +285,7 @@ impl Config {
             exit: ExitConfig::default(),
             directory: DirectoryConfig::default(),
             pinger: PingerConfig::default(),
+            admin: AdminConfig::default(),
         };
         config.node.data_dir = data_dir.to_owned();
         config.fill_derived_paths();

@@ -3,6 +3,7 @@
 use mimix_settings::{Checked, Invalid, check};
 
 use super::{Config, SUPPORTED_VERSION};
+use crate::admin::{Endpoint, MAX_SOCKET_PATH};
 use crate::transport::{PeerPolicy, PeerUrl, TransportKind};
 
 /// Check the whole configuration; the first problem found is returned.
@@ -17,7 +18,7 @@ pub(super) fn validate(c: &Config) -> Checked {
             )
         },
     )?;
-    let tables: [(&str, Checked); 11] = [
+    let tables: [(&str, Checked); 12] = [
         ("node", c.node.validate()),
         ("transport", c.transport.validate()),
         ("tor", c.tor.validate()),
@@ -29,12 +30,30 @@ pub(super) fn validate(c: &Config) -> Checked {
         ("exit", c.exit.validate()),
         ("directory", c.directory.validate()),
         ("pinger", c.pinger.validate()),
+        ("admin", c.admin.validate()),
     ];
     for (table, checked) in tables {
         checked.map_err(|e| e.within(table))?;
     }
     published_address(c)?;
-    remailers_reachable(c)
+    remailers_reachable(c)?;
+    admin_socket_fits(c)
+}
+
+/// The admin socket's path (in the data directory) fits a unix socket
+/// address.
+fn admin_socket_fits(c: &Config) -> Checked {
+    let Some(Endpoint::Unix(path)) = c.admin.endpoint(c.data_dir()) else {
+        return Ok(());
+    };
+    let len = path.as_os_str().len();
+    check(len <= MAX_SOCKET_PATH, "admin.listen", || {
+        format!(
+            "the socket {} would be {len} bytes long, more than the {MAX_SOCKET_PATH} a unix \
+             socket allows; use a shorter node.data_dir, a loopback address or \"off\"",
+            path.display()
+        )
+    })
 }
 
 /// The peers the configured transport reaches.

@@ -143,12 +143,7 @@ impl Keystore {
             path: dir.to_owned(),
             source,
         })?;
-        let metas: Vec<KeyMeta> = match store.meta_get(META_KEYS)? {
-            Some(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Meta(e.to_string()))?
-            }
-            None => Vec::new(),
-        };
+        let metas = recorded_keys(&store)?;
         let mut keys = Vec::with_capacity(metas.len());
         for meta in metas {
             let path = dir.join(format!("{}.pem", meta.key_id));
@@ -199,16 +194,8 @@ impl Keystore {
     /// Whether a new key is due on `today`: none is valid, or the newest
     /// expires within `renew_before` days.
     pub fn needs_key(&self, today: u64) -> bool {
-        let newest_to = self
-            .keys
-            .iter()
-            .filter(|e| e.meta.valid_from <= today)
-            .map(|e| e.meta.valid_to)
-            .max();
-        match newest_to {
-            None => true,
-            Some(to) => to < today.saturating_add(self.policy.renew_before_days()),
-        }
+        let metas: Vec<KeyMeta> = self.metas();
+        next_key_day(&metas, today, self.policy.renew_before_days()) <= today
     }
 
     /// The size of the keys [`Keystore::add_key`] expects.
@@ -346,6 +333,39 @@ impl KeyRing for Keystore {
             .find(|e| e.key.key_id() == *id)
             .map(|e| &e.key)
     }
+}
+
+/// The keys recorded in `store`: their metadata only, without reading the
+/// key files (for `mimix status` and the admin listener).
+pub fn recorded_keys(store: &Store) -> Result<Vec<KeyMeta>, KeystoreError> {
+    match store.meta_get(META_KEYS)? {
+        Some(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Meta(e.to_string()))
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The first day a new key is due, given the keys held: `renew_before`
+/// days before the newest key valid by `today` expires, or `today` when
+/// there is none.
+pub fn next_key_day(keys: &[KeyMeta], today: u64, renew_before_days: u64) -> u64 {
+    let newest_to = keys
+        .iter()
+        .filter(|m| m.valid_from <= today)
+        .map(|m| m.valid_to)
+        .max();
+    match newest_to {
+        None => today,
+        Some(to) => to.saturating_add(1).saturating_sub(renew_before_days),
+    }
+}
+
+/// The key advertised on `today`: the newest valid one.
+pub fn advertised_key(keys: &[KeyMeta], today: u64) -> Option<&KeyMeta> {
+    keys.iter()
+        .filter(|m| m.valid_from <= today && today <= m.valid_to)
+        .max_by_key(|m| m.valid_from)
 }
 
 /// Overwrites a file with zeros, syncs it, and removes it.

@@ -10,7 +10,7 @@
 //! | [`mail`] | reassembly and the mail queue (exit nodes) |
 //! | [`pinger`] | pings through every known remailer |
 //! | [`maintenance`] | pruning, key rotation, counters, directory ageing and snapshot |
-//! | [`status`] | the status file `mimix status` reads |
+//! | [`status`] | what the admin listener reads; the status file `mimix status` reads when it is off |
 //!
 //! The node's own settings are [`NodeConfig`] (`[node]`),
 //! [`ReplayConfig`] (`[replay]`) and [`OutboundConfig`] (`[outbound]`).
@@ -78,6 +78,9 @@ pub enum NodeError {
     /// The exit could not be set up.
     #[error("exit: {0}")]
     Exit(String),
+    /// The admin listener could not start.
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
     /// The configured transport is not available in this build.
     #[error("transport: {0}")]
     Transport(String),
@@ -90,7 +93,7 @@ pub struct Node {
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The Tor client and our onion service, kept alive while the node runs.
-    _tor: Option<(Arc<TorTransport>, OnionService)>,
+    _tor: Option<(Arc<TorTransport>, Arc<OnionService>)>,
 }
 
 impl fmt::Debug for Node {

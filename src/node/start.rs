@@ -1,6 +1,7 @@
 //! Start-up wiring: the data directory, the store and our keys, the
 //! transport (a loopback listener, or Arti with our onion service), then
-//! the node's jobs.
+//! the node's jobs. The admin listener starts right after the store, so
+//! that it reports the Tor bootstrap while it happens.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::shared::{Pages, Parts};
 use super::{ADDRESS_FILE, NodeError, Shared, intake, mail, maintenance, outbound, pinger, rounds};
+use crate::admin::Admin;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::directory::Directory;
@@ -30,7 +32,7 @@ pub(super) enum Listener {
     Onion {
         tor: Arc<TorTransport>,
         incoming: IncomingStreams,
-        service: OnionService,
+        service: Arc<OnionService>,
     },
 }
 
@@ -39,7 +41,7 @@ pub(super) struct Started {
     pub shared: Arc<Shared>,
     pub listen: Option<std::net::SocketAddr>,
     pub tasks: Vec<JoinHandle<()>>,
-    pub tor: Option<(Arc<TorTransport>, OnionService)>,
+    pub tor: Option<(Arc<TorTransport>, Arc<OnionService>)>,
 }
 
 /// Opens the node's state, starts its transport and its jobs.
@@ -51,6 +53,10 @@ pub(super) async fn start(
 ) -> Result<Started, NodeError> {
     private_dir(config.data_dir())?;
     let store = Store::open(&config.store_dir())?;
+    // Stopped with the node, or at once if the start fails.
+    let admin_stop = stop.child_token();
+    let admin_guard = admin_stop.clone().drop_guard();
+    let admin = Admin::start(&config, store.clone(), clock.clone(), admin_stop).await?;
     let mut keys = Keystore::open(&config.keys_dir(), store.clone(), config.keys)?;
     keys.rotate(clock.epoch_day(), keygen)?;
     let exit = match config.node.smtp_exit {
@@ -59,7 +65,7 @@ pub(super) async fn start(
         )),
         false => None,
     };
-    let (dialer, listener, address) = open_transport(&config).await?;
+    let (dialer, listener, address) = open_transport(&config, admin.tor_progress()).await?;
     let now = crate::directory::pinger::unix(clock.now());
     let (directory, errors) = Directory::open(
         &config.directory,
@@ -83,6 +89,11 @@ pub(super) async fn start(
         address,
         dialer,
     })?;
+    let onion = match &listener {
+        Listener::Onion { service, .. } => Some(service.clone()),
+        Listener::Tcp(_) => None,
+    };
+    admin.attach(shared.clone(), onion);
     let server = Server::new(
         intake::Intake::start(shared.clone()),
         server_limits,
@@ -91,6 +102,8 @@ pub(super) async fn start(
     let Serving { listen, tor, task } = serve(server, listener, stop.clone());
     let mut tasks = spawn_jobs(&shared, exit, stop);
     tasks.push(task);
+    tasks.extend(admin.into_tasks());
+    admin_guard.disarm();
     info!(
         smtp_exit = shared.config.node.smtp_exit,
         "mimix node started"
@@ -190,7 +203,7 @@ struct Serving {
     /// The TCP address (direct transport).
     listen: Option<std::net::SocketAddr>,
     /// The Tor client and our onion service, kept alive with the node.
-    tor: Option<(Arc<TorTransport>, OnionService)>,
+    tor: Option<(Arc<TorTransport>, Arc<OnionService>)>,
     /// The task accepting connections.
     task: JoinHandle<()>,
 }
@@ -238,7 +251,10 @@ fn serve<C: crate::transport::Collector>(
 
 /// Opens the configured transport: the dialer for peers, where packets
 /// come in, and our published address.
-async fn open_transport(config: &Config) -> Result<(Arc<dyn Dialer>, Listener, String), NodeError> {
+async fn open_transport(
+    config: &Config,
+    progress: tokio::sync::watch::Sender<mimix_tor::BootstrapProgress>,
+) -> Result<(Arc<dyn Dialer>, Listener, String), NodeError> {
     let t = &config.transport;
     match t.kind {
         TransportKind::Direct => {
@@ -259,16 +275,18 @@ async fn open_transport(config: &Config) -> Result<(Arc<dyn Dialer>, Listener, S
                 .unwrap_or_else(|| format!("http://{local}"));
             Ok((Arc::new(LoopbackDialer), Listener::Tcp(listener), address))
         }
-        TransportKind::Tor => open_tor(config).await,
+        TransportKind::Tor => open_tor(config, progress).await,
     }
 }
 
-/// Starts Arti and our onion service.
-async fn open_tor(config: &Config) -> Result<(Arc<dyn Dialer>, Listener, String), NodeError> {
+/// Starts Arti (publishing its bootstrap on `tx`) and our onion service.
+async fn open_tor(
+    config: &Config,
+    tx: tokio::sync::watch::Sender<mimix_tor::BootstrapProgress>,
+) -> Result<(Arc<dyn Dialer>, Listener, String), NodeError> {
     let t = &config.transport;
     info!("starting the embedded Tor client");
-    let (tx, rx) = tokio::sync::watch::channel(mimix_tor::BootstrapProgress::default());
-    let progress = tokio::spawn(show_progress(rx));
+    let progress = tokio::spawn(show_progress(tx.subscribe()));
     let started = TorTransport::start_with_progress(&config.tor, tx).await;
     progress.abort();
     let tor = Arc::new(
@@ -300,7 +318,7 @@ async fn open_tor(config: &Config) -> Result<(Arc<dyn Dialer>, Listener, String)
     let listener = Listener::Onion {
         tor,
         incoming,
-        service,
+        service: Arc::new(service),
     };
     Ok((dialer, listener, address))
 }

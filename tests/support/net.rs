@@ -248,10 +248,11 @@ impl NodeProc {
         self.child.is_some()
     }
 
-    /// `mimix status` as JSON (exact counters when the node is stopped).
+    /// `mimix status --json` (live from a running node; exact counters
+    /// from the store when it is stopped).
     pub fn status(&self) -> serde_json::Value {
         let config = self.config.to_str().unwrap();
-        let out = mimix(&["status", "--config", config]);
+        let out = mimix(&["status", "--json", "--config", config]);
         assert!(
             out.status.success(),
             "mimix status for {} failed: {}",
@@ -311,6 +312,17 @@ impl Network {
     /// Writes the configs of `roles` (exits delivering to 127.0.0.1:
     /// `smtp_port`; nodes making dummies if `dummies`) and starts every node.
     pub fn start(roles: &[Role<'_>], smtp_port: u16, dummies: bool) -> Self {
+        Self::start_with(roles, smtp_port, dummies, |_| String::new())
+    }
+
+    /// As [`Network::start`], with `tail(name)` appended to each node's
+    /// config (extra tables, such as `[admin]`).
+    pub fn start_with(
+        roles: &[Role<'_>],
+        smtp_port: u16,
+        dummies: bool,
+        tail: impl Fn(&str) -> String,
+    ) -> Self {
         let root = tempfile::tempdir().unwrap();
         let ports: Vec<u16> = roles.iter().map(|_| free_port()).collect();
         let directory: Vec<String> = roles
@@ -327,7 +339,7 @@ impl Network {
             let config = root.path().join(format!("{name}.toml"));
             let text = node_config(
                 name, &data_dir, *port, *exit, smtp_port, &directory, dummies,
-            );
+            ) + &tail(name);
             fs::write(&config, text).unwrap();
             nodes.push(NodeProc {
                 name: (*name).to_owned(),
