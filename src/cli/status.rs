@@ -74,13 +74,9 @@ pub fn conf(args: ConfigArgs) -> anyhow::Result<()> {
             config.data_dir().join(ADDRESS_FILE).display()
         )
     })?;
+    let now = mimix::directory::pinger::unix(SystemClock.now());
+    let known = mimix::directory::stored_alive(&store, &config.directory, now)?;
     let keys = Keystore::open(&config.keys_dir(), store, config.keys)?;
-    let known: Vec<String> = config
-        .directory
-        .remailers
-        .iter()
-        .map(|r| r.address.clone())
-        .collect();
     let text = keys.remailer_conf(
         &config.node.name,
         &address,

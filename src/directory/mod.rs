@@ -217,6 +217,21 @@ pub enum DirectoryError {
     Store(#[from] StoreError),
 }
 
+/// The remailers a node's store knows alive at `now` (Unix seconds), read
+/// without writing anything: what the node's conf lists, for `mimix conf`
+/// while the node is stopped.
+pub fn stored_alive(
+    store: &Store,
+    config: &DirectoryConfig,
+    now: u64,
+) -> Result<Vec<String>, StoreError> {
+    let mut ring = Keyring::new(config, None, None);
+    for (_, entry) in store.table_all::<Entry>(Table::Keyring)? {
+        ring.restore(entry);
+    }
+    Ok(ring.alive_addresses(now))
+}
+
 /// The node's directory: the keyring and the statistics, written through
 /// to the store.
 #[derive(Debug)]
