@@ -124,7 +124,21 @@ fn status_and_conf_live_then_from_the_store() {
     }
 
     // `mimix conf`: what the node serves, live and then from the store.
-    let served = support::net::get_conf(x.port).unwrap();
+    // x fetched a's conf when it started (a was serving); the conf is
+    // re-rendered every 5 s: wait until it lists a.
+    let a_address = format!("http://127.0.0.1:{a_port}\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let served = loop {
+        let conf = support::net::get_conf(x.port).unwrap();
+        if conf.contains(&a_address) {
+            break conf;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "x never listed a:\n{conf}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let (conf, how) = run(&["conf"], x);
     assert_eq!(conf, served);
     assert!(how.contains("from the running node"), "{how}");

@@ -75,7 +75,7 @@ pub fn conf(args: ConfigArgs) -> anyhow::Result<()> {
         )
     })?;
     let now = mimix::directory::pinger::unix(SystemClock.now());
-    let known = mimix::directory::stored_alive(&store, &config.directory, now)?;
+    let known = mimix::directory::stored_alive(&store, &config.directory, &address, now)?;
     let keys = Keystore::open(&config.keys_dir(), store, config.keys)?;
     let text = keys.remailer_conf(
         &config.node.name,

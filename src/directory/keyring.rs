@@ -177,8 +177,11 @@ impl Keyring {
     }
 
     /// Puts back an entry read from the store (its conf parsed again; an
-    /// unreadable conf makes it a candidate).
+    /// unreadable conf makes it a candidate; our own address is skipped).
     pub fn restore(&mut self, mut entry: Entry) {
+        if self.ours.as_deref() == Some(entry.address.as_str()) {
+            return;
+        }
         if let Some(text) = &entry.conf {
             match RemailerConf::parse(text) {
                 Ok(conf) => {
@@ -191,9 +194,13 @@ impl Keyring {
     }
 
     /// Adds a configured remailer (idempotent): a seed, with the name the
-    /// configuration gives it, due to be fetched at `now`.
+    /// configuration gives it, due to be fetched at `now`. Our own address
+    /// is skipped (a network's shared list names every node).
     pub fn add_seed(&mut self, address: &str, name: Option<&str>, now: u64) -> Option<&Entry> {
         let address = canonical(address)?;
+        if self.ours.as_deref() == Some(address.as_str()) {
+            return None;
+        }
         let e = self
             .entries
             .entry(address.clone())
@@ -213,6 +220,11 @@ impl Keyring {
         e.origin = Origin::Seed;
         e.configured_name = name.map(str::to_owned);
         Some(e)
+    }
+
+    /// Whether `address` is this node's own.
+    pub fn is_ours(&self, address: &str) -> bool {
+        self.ours.is_some() && self.ours == canonical(address)
     }
 
     /// The entry for `address`.

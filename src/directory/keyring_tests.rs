@@ -268,3 +268,23 @@ fn fetch_schedule() {
     assert_eq!(k.get(&a).unwrap().failures, 0);
     assert_eq!(k.next_due(), Some(NOW + 999));
 }
+
+#[test]
+fn our_own_address_is_never_a_seed_nor_restored() {
+    let ours = onion(0);
+    let mut k = Keyring::new(
+        &DirectoryConfig::default(),
+        Some(&ours),
+        Some(PeerPolicy::OnionOnly),
+    );
+    assert!(k.is_ours(&ours));
+    assert!(k.add_seed(&ours, Some("self"), NOW).is_none());
+    assert!(k.add_seed(&onion(1), None, NOW).is_some());
+    let mut other = ring();
+    let stored = other.add_seed(&ours, None, NOW).unwrap().clone();
+    k.restore(stored);
+    assert_eq!(
+        k.entries().map(|e| e.address.clone()).collect::<Vec<_>>(),
+        vec![onion(1)]
+    );
+}

@@ -217,15 +217,16 @@ pub enum DirectoryError {
     Store(#[from] StoreError),
 }
 
-/// The remailers a node's store knows alive at `now` (Unix seconds), read
-/// without writing anything: what the node's conf lists, for `mimix conf`
-/// while the node is stopped.
+/// The remailers a node at `ours` knows alive at `now` (Unix seconds) by
+/// its store, read without writing anything: what the node's conf lists,
+/// for `mimix conf` while the node is stopped.
 pub fn stored_alive(
     store: &Store,
     config: &DirectoryConfig,
+    ours: &str,
     now: u64,
 ) -> Result<Vec<String>, StoreError> {
-    let mut ring = Keyring::new(config, None, None);
+    let mut ring = Keyring::new(config, Some(ours), None);
     for (_, entry) in store.table_all::<Entry>(Table::Keyring)? {
         ring.restore(entry);
     }
@@ -274,6 +275,9 @@ impl Directory {
             dir.seed(seed, None)?;
         }
         for r in &config.remailers {
+            if dir.read().is_ours(&r.address) {
+                continue;
+            }
             dir.seed(&r.address, Some(&r.name))?;
             if let Some(path) = &r.conf
                 && let Err(e) = dir.pin(r, path, now)

@@ -351,10 +351,11 @@ impl Network {
             });
         }
         let mut net = Self { nodes, root };
+        // One after another: each node's first directory fetch then finds
+        // the nodes before it serving (a failed fetch is retried a minute
+        // later, longer than a test waits).
         for n in &mut net.nodes {
             n.spawn();
-        }
-        for n in &mut net.nodes {
             n.wait_ready();
         }
         net.save_confs();
