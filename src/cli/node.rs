@@ -119,9 +119,12 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
         };
+        // systemd (Type=notify): the node is up, its onion service published.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         let stop = node.stop_token();
         tokio::spawn(async move {
             signalled.cancelled().await;
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
             stop.cancel();
         });
         node.wait().await;

@@ -151,6 +151,11 @@ impl NodeProc {
 
     /// Starts `mimix run` (its stderr appended to the log) without waiting.
     pub fn spawn(&mut self) {
+        self.spawn_env(&[]);
+    }
+
+    /// [`spawn`](Self::spawn) with these environment variables set.
+    pub fn spawn_env(&mut self, env: &[(&str, &Path)]) {
         assert!(self.child.is_none(), "{} is already running", self.name);
         let log = fs::OpenOptions::new()
             .create(true)
@@ -162,6 +167,7 @@ impl NodeProc {
             .arg("--config")
             .arg(&self.config)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
