@@ -80,21 +80,25 @@ impl PoolConfig {
     }
 }
 
-/// How many of `n` pooled messages to send this round:
-/// `max(0, min(n - min, floor(n * rate)))`. A rate outside `[0, 1]` (or
-/// NaN) is clamped into it.
+/// How many of `n` pooled messages to send this round: the draft's
+/// `min(n - min, floor(n * rate))`, but at least one whenever `n > min`
+/// and the rate is above 0. With the draft's formula alone a quiet
+/// remailer never sends: with `min = 0` and `rate = 0.65` one message
+/// waits for ever (`floor(0.65) = 0`). A rate outside `[0, 1]` (or NaN) is
+/// clamped into it.
 pub fn send_count(n: usize, min: usize, rate: f64) -> usize {
-    let Some(above) = n.checked_sub(min) else {
-        return 0;
-    };
+    let above = n.saturating_sub(min);
     let rate = if rate.is_nan() {
         0.0
     } else {
         rate.clamp(0.0, 1.0)
     };
+    if above == 0 || rate == 0.0 {
+        return 0;
+    }
     // n * rate <= n, so the cast back cannot overflow; floor as specified.
     let by_rate = (n as f64 * rate).floor() as usize;
-    above.min(by_rate).min(n)
+    above.min(by_rate.max(1))
 }
 
 /// A uniformly random subset of `count` elements of `items` (all of them
@@ -183,6 +187,12 @@ mod tests {
             (10, 0, -1.0, 0),
             (10, 0, f64::NAN, 0),
             (1_000_000, 45, 0.65, 650_000),
+            // Liveness: more than `min` pooled always sends one.
+            (1, 0, 0.65, 1),
+            (1, 0, 0.01, 1),
+            (46, 45, 0.01, 1),
+            (2, 0, 0.4, 1),
+            (3, 0, 0.65, 1),
         ];
         for &(n, min, rate, want) in cases {
             assert_eq!(
@@ -291,6 +301,39 @@ mod tests {
         assert_eq!(store.exit_jobs(1000).unwrap().len(), s.exits);
         assert_eq!(src.made, 0);
         assert_eq!(store.counter(counter::POOL_ROUNDS).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_quiet_remailer_sends_its_one_message_in_the_next_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let clock = ManualClock::at_epoch_day(20_000);
+        let mut rng = StdRng::seed_from_u64(0x5eed_0005);
+        let mut src = Dummies {
+            made: 0,
+            fail: false,
+        };
+        let params = PoolConfig {
+            min: 0,
+            rate: 0.65,
+            ..PoolConfig::default()
+        };
+        let off = DummyPolicy::disabled();
+        fill(&store, 0, 1);
+        let s = run_round(&store, &params, &off, &mut src, &mut rng, &clock).unwrap();
+        assert_eq!((s.pool_size, s.selected, s.exits), (1, 1, 1));
+        assert_eq!(store.pool_count().unwrap(), 0);
+
+        // Three messages leave one per round: floor(1.95) = 1, then
+        // floor(1.3) = 1, then the last one (floor(0.65) = 0, at least 1).
+        fill(&store, 3, 0);
+        let mut sent = Vec::new();
+        while store.pool_count().unwrap() > 0 {
+            clock.advance(params.interval);
+            let s = run_round(&store, &params, &off, &mut src, &mut rng, &clock).unwrap();
+            sent.push(s.selected);
+        }
+        assert_eq!(sent, vec![1, 1, 1]);
     }
 
     #[test]
