@@ -7,7 +7,9 @@
 //! does the transport answer 200. Concurrent submissions share one fsync
 //! (group commit): a single committer task takes whatever has queued up
 //! while the previous batch was being written. An exit packet reaching a
-//! middle node is discarded, its ID logged all the same.
+//! middle node is discarded, its ID logged all the same; so is the ID of a
+//! packet refused for its next hop, so that it stays refused (as a
+//! replay) when it comes again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -87,8 +89,7 @@ impl Intake {
                     .and_then(|u| self.shared.dialer.policy().check(&u))
                     .is_ok();
                 if !allowed {
-                    self.count("rejected_next_hop");
-                    return Err(Rejection::Invalid("next hop not allowed"));
+                    return Ok((peeled.packet_id, Peeled::RefusedHop));
                 }
                 Ok((
                     peeled.packet_id,
@@ -129,6 +130,8 @@ enum Peeled {
     Pool(PoolItem),
     /// Nothing but its ID in the replay log, counted under this name.
     Discard(&'static str),
+    /// Refused for its next hop: its ID goes into the replay log.
+    RefusedHop,
 }
 
 impl Intake {
@@ -158,6 +161,21 @@ impl Intake {
     }
 }
 
+impl Intake {
+    /// Refuses a packet whose next hop may not be contacted, logging its
+    /// ID (counted as `rejected_next_hop`) so that the same packet is
+    /// refused as a replay if it comes again.
+    async fn refuse_hop(
+        &self,
+        packet_id: [u8; 16],
+        replay_expires: std::time::SystemTime,
+    ) -> Result<(), Rejection> {
+        self.discard(packet_id, replay_expires, "rejected_next_hop")
+            .await?;
+        Err(Rejection::Invalid("next hop not allowed"))
+    }
+}
+
 struct PeelSlot<'a>(&'a AtomicUsize);
 
 impl Drop for PeelSlot<'_> {
@@ -183,6 +201,7 @@ impl Collector for Intake {
             Peeled::Discard(counter) => {
                 return self.discard(packet_id, replay_expires, counter).await;
             }
+            Peeled::RefusedHop => return self.refuse_hop(packet_id, replay_expires).await,
         };
         let inbound = Inbound {
             packet_id,
