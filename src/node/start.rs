@@ -19,7 +19,7 @@ use crate::directory::Directory;
 use crate::exit::Exit;
 use crate::keystore::{KeyGenerator, Keystore};
 use crate::store::Store;
-use crate::transport::{Dialer, LoopbackDialer, Server, TorDialer, TransportKind};
+use crate::transport::{Dialer, LoopbackDialer, Server, Source, TorDialer, TransportKind};
 
 /// Where the node's packets come in.
 pub(super) enum Listener {
@@ -49,7 +49,8 @@ pub(super) async fn start(
     stop: &CancellationToken,
 ) -> Result<Started, NodeError> {
     private_dir(config.data_dir())?;
-    let store = Store::open(&config.store_dir())?;
+    raise_open_files(config.transport.max_connections);
+    let store = Store::open_with(&config.store_dir(), &config.store)?;
     let mut keys = Keystore::open(&config.keys_dir(), store.clone(), config.keys)?;
     keys.rotate(clock.epoch_day(), keygen)?;
     let exit = match config.node.smtp_exit {
@@ -140,12 +141,15 @@ fn serve<C: crate::transport::Collector>(
                 loop {
                     let stream = tokio::select! {
                         _ = stop.cancelled() => break,
-                        s = incoming.accept() => s,
+                        s = incoming.accept_with_circuit() => s,
                     };
-                    let Some(stream) = stream else { break };
+                    let Some((stream, circuit)) = stream else {
+                        break;
+                    };
                     let server = server.clone();
+                    let source = Source::Circuit(circuit.0);
                     tokio::spawn(async move {
-                        if let Err(e) = server.serve_connection(stream).await {
+                        if let Err(e) = server.serve_connection_from(stream, source).await {
                             debug!("onion connection: {e}");
                         }
                     });
@@ -227,6 +231,35 @@ async fn open_tor(config: &Config) -> Result<(Arc<dyn Dialer>, Listener, String)
         service,
     };
     Ok((dialer, listener, address))
+}
+
+/// File descriptors the node needs besides its connections: the store's
+/// files, Arti's, the exit's SMTP sessions, outbound posts.
+const OTHER_FILES: u64 = 1024;
+
+/// Raises the soft limit on open files to the hard limit (typically 1024
+/// soft), so that `max_connections` connections fit; warns if they cannot.
+fn raise_open_files(max_connections: usize) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let wanted = (max_connections as u64).saturating_add(OTHER_FILES);
+    let limit = getrlimit(Resource::Nofile);
+    let current = limit.current.unwrap_or(u64::MAX);
+    if current < wanted {
+        let raised = Rlimit {
+            current: limit.maximum.map(|hard| hard.min(wanted.max(current))),
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            debug!("raising the open-files limit: {e}");
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    if now < wanted {
+        warn!(
+            "the open-files limit is {now}: fewer than transport.max_connections ({max_connections}) \
+             connections may be served; raise it (ulimit -n, LimitNOFILE=) to {wanted}"
+        );
+    }
 }
 
 /// Shows bootstrap progress on a terminal (the Tor crate also logs it).

@@ -25,11 +25,13 @@
 //! and `localhost` and is meant for development and tests only. In
 //! production the same server and client code run over onion services.
 
+mod admission;
 pub mod client;
 mod config;
 pub mod form;
 pub mod loopback;
 pub mod peer;
+pub mod rate;
 pub mod server;
 pub mod tor;
 
@@ -50,7 +52,8 @@ pub use client::{ClientError, ClientLimits, fetch_conf, post_packet};
 pub use config::{TransportConfig, TransportKind};
 pub use loopback::LoopbackDialer;
 pub use peer::{PeerPolicy, PeerUrl, UrlError};
-pub use server::{Collector, Rejection, ServeError, Server, ServerLimits, serve_tcp};
+pub use rate::MinRate;
+pub use server::{Collector, Rejection, ServeError, Server, ServerLimits, Source, serve_tcp};
 pub use tor::TorDialer;
 
 /// The path packets are posted to.
