@@ -27,6 +27,10 @@ use crate::transport::{Collector, PeerUrl, Rejection};
 const MAX_BATCH: usize = 128;
 /// Packets waiting for the committer before the node answers 503.
 const COMMIT_QUEUE: usize = 1024;
+/// Pause after a failed batch write, doubled while writes keep failing.
+const FIRST_COMMIT_PAUSE: Duration = Duration::from_millis(100);
+/// Longest pause between batch writes while they fail.
+const MAX_COMMIT_PAUSE: Duration = Duration::from_secs(5);
 
 /// The committer's answer: accepted or a replay, or `Err` when the write
 /// failed (already logged).
@@ -154,7 +158,7 @@ impl Intake {
             Ok(Ok(false)) => Err(Rejection::Replay),
             Ok(Err(e)) => {
                 warn!("logging a packet ID: {e}");
-                Err(Rejection::Internal)
+                Err(Rejection::Overloaded)
             }
             Err(_) => Err(Rejection::Internal),
         }
@@ -184,8 +188,34 @@ impl Drop for PeelSlot<'_> {
     }
 }
 
+impl Intake {
+    /// Why a new packet cannot be taken now, checked before any work is
+    /// done on it (no disk access): the pool or a queue is at its cap, or
+    /// the store cannot write (a full disk, or a failed write it has not
+    /// recovered from yet). `None` if it can.
+    fn full(&self) -> Option<&'static str> {
+        let (store, config) = (&self.shared.store, &self.shared.config);
+        let held = store.usage();
+        if config.pool.full(held.pool) {
+            Some("rejected_pool_full")
+        } else if config.outbound.full(held.outbound) {
+            Some("rejected_outbound_full")
+        } else if config.node.smtp_exit && config.exit.retry.full(held.mail) {
+            Some("rejected_mail_full")
+        } else if !store.accepts_new() {
+            Some("rejected_store_unwritable")
+        } else {
+            None
+        }
+    }
+}
+
 impl Collector for Intake {
     async fn submit(&self, armoured: String) -> Result<(), Rejection> {
+        if let Some(counter) = self.full() {
+            self.count(counter);
+            return Err(Rejection::Overloaded);
+        }
         if self.peeling.fetch_add(1, Ordering::SeqCst) >= self.max_peeling {
             self.peeling.fetch_sub(1, Ordering::SeqCst);
             self.count("rejected_overloaded");
@@ -219,7 +249,9 @@ impl Collector for Intake {
                 Ok(())
             }
             Ok(Ok(Accepted::Replay)) => Err(Rejection::Replay),
-            Ok(Err(())) | Err(_) => Err(Rejection::Internal),
+            // The store could not write (a full disk, say): try later.
+            Ok(Err(())) => Err(Rejection::Overloaded),
+            Err(_) => Err(Rejection::Internal),
         }
     }
 
@@ -228,8 +260,12 @@ impl Collector for Intake {
     }
 }
 
-/// Writes queued packets in batches, one fsync per batch.
+/// Writes queued packets in batches, one fsync per batch. After a failed
+/// write it pauses before the next batch, twice as long after each failure
+/// in a row (up to [`MAX_COMMIT_PAUSE`]); the packets that come meanwhile
+/// wait or are refused with 503, so a failing disk is not hammered.
 async fn committer(shared: Arc<Shared>, mut rx: mpsc::Receiver<(Inbound, Reply)>) {
+    let mut pause = Duration::ZERO;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -243,17 +279,22 @@ async fn committer(shared: Arc<Shared>, mut rx: mpsc::Receiver<(Inbound, Reply)>
         let result = tokio::task::spawn_blocking(move || store.accept_batch(&items)).await;
         match result {
             Ok(Ok(accepted)) => {
+                pause = Duration::ZERO;
                 for (reply, a) in replies.into_iter().zip(accepted) {
                     let _ = reply.send(Ok(a));
                 }
             }
             Ok(Err(e)) => {
-                warn!("writing a batch of packets: {e}");
+                if pause.is_zero() {
+                    warn!("writing a batch of packets: {e}");
+                } else {
+                    debug!("writing a batch of packets: {e}");
+                }
                 for reply in replies {
                     let _ = reply.send(Err(()));
                 }
-                // Do not spin on a failing disk.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                pause = (pause * 2).clamp(FIRST_COMMIT_PAUSE, MAX_COMMIT_PAUSE);
+                tokio::time::sleep(pause).await;
             }
             Err(_) => {
                 // The blocking task panicked; the replies are dropped and

@@ -5,7 +5,8 @@
 //!   keystore's lock and swapped in when ready), render our conf for the
 //!   day, write the status file;
 //! * every [`FLUSH`]: write the counters tallied since the last flush
-//!   (and the exit's recipient counts);
+//!   (and the exit's recipient counts), and let the store recover from a
+//!   failed write (a full disk) once it has room again;
 //! * the directory: the known remailers' confs are fetched every few
 //!   seconds while some are missing, then every [`DIRECTORY_REFRESH`].
 
@@ -102,7 +103,15 @@ pub(crate) async fn flush_counters(
             *last = now;
         }
         let s = shared.clone();
-        blocking("writing counters", move || s.tally.flush(&s.store)).await;
+        blocking("writing counters", move || {
+            s.store.heal();
+            if s.store.writes_failing() {
+                // Kept for a later flush; the failure is logged once.
+                return Ok(());
+            }
+            s.tally.flush(&s.store)
+        })
+        .await;
     };
     every(FLUSH, FLUSH, stop, flush).await;
     flush().await;
