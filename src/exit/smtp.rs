@@ -406,7 +406,10 @@ impl Mailer {
         match tokio::time::timeout(timeout, resolver.lookup_ip(host)).await {
             Ok(Ok(ips)) => Ok(mx::permitted_addresses(ips, self.config.allow_private_mx)),
             Ok(Err(e)) => Err(DeliveryFailure::new(FailureKind::Dns, e)),
-            Err(_) => Err(DeliveryFailure::new(FailureKind::Dns, "address lookup timed out")),
+            Err(_) => Err(DeliveryFailure::new(
+                FailureKind::Dns,
+                "address lookup timed out",
+            )),
         }
     }
 }

@@ -194,12 +194,14 @@ impl Session<'_> {
         match self.addr {
             Some(ip) => {
                 let server = SocketAddr::new(ip, cfg.port);
-                let connect = AsyncSmtpConnection::connect_tokio1(server, timeout, hello, tls, None);
+                let connect =
+                    AsyncSmtpConnection::connect_tokio1(server, timeout, hello, tls, None);
                 step(cfg.connect_timeout, connect).await
             }
             None => {
                 let server = (self.host, cfg.port);
-                let connect = AsyncSmtpConnection::connect_tokio1(server, timeout, hello, tls, None);
+                let connect =
+                    AsyncSmtpConnection::connect_tokio1(server, timeout, hello, tls, None);
                 step(cfg.connect_timeout, connect).await
             }
         }
