@@ -91,13 +91,16 @@ fn under_attack(
     let mut delays = Vec::new();
     for p in packets {
         let t = Instant::now();
-        wait_until(BOUND, Duration::from_millis(100), "a legitimate post served", || {
-            match post_packet(solo.node.port, p) {
+        wait_until(
+            BOUND,
+            Duration::from_millis(100),
+            "a legitimate post served",
+            || match post_packet(solo.node.port, p) {
                 Some((200, _)) => Some(()),
                 Some((503, _)) | None => None,
                 Some((status, body)) => panic!("refused with {status}: {body}"),
-            }
-        });
+            },
+        );
         delays.push(t.elapsed());
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -115,7 +118,10 @@ fn summary(delays: &[Duration]) -> (Duration, Duration) {
 #[test]
 fn evidence_a_thousand_slow_connections_do_not_keep_legitimate_posts_out() {
     let files = support::proc::raise_open_files();
-    assert!(files >= 4 * SLOW as u64, "need more open files than {files}");
+    assert!(
+        files >= 4 * SLOW as u64,
+        "need more open files than {files}"
+    );
     let hop = StandIn::start(Mode::Accept, Duration::ZERO);
     // The default [transport] limits: 1024 connections, 32 per source,
     // 1 KiB/s after 5 s.

@@ -178,17 +178,7 @@ impl Intake {
             .await?;
         Err(Rejection::Invalid("next hop not allowed"))
     }
-}
 
-struct PeelSlot<'a>(&'a AtomicUsize);
-
-impl Drop for PeelSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Intake {
     /// Why a new packet cannot be taken now, checked before any work is
     /// done on it (no disk access): the pool or a queue is at its cap, or
     /// the store cannot write (a full disk, or a failed write it has not
@@ -207,6 +197,14 @@ impl Intake {
         } else {
             None
         }
+    }
+}
+
+struct PeelSlot<'a>(&'a AtomicUsize);
+
+impl Drop for PeelSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -49,7 +49,7 @@ pub(super) async fn start(
     stop: &CancellationToken,
 ) -> Result<Started, NodeError> {
     private_dir(config.data_dir())?;
-    raise_open_files(config.transport.max_connections);
+    crate::transport::raise_open_files(config.transport.max_connections);
     let store = Store::open_with(&config.store_dir(), &config.store)?;
     let mut keys = Keystore::open(&config.keys_dir(), store.clone(), config.keys)?;
     keys.rotate(clock.epoch_day(), keygen)?;
@@ -231,35 +231,6 @@ async fn open_tor(config: &Config) -> Result<(Arc<dyn Dialer>, Listener, String)
         service,
     };
     Ok((dialer, listener, address))
-}
-
-/// File descriptors the node needs besides its connections: the store's
-/// files, Arti's, the exit's SMTP sessions, outbound posts.
-const OTHER_FILES: u64 = 1024;
-
-/// Raises the soft limit on open files to the hard limit (typically 1024
-/// soft), so that `max_connections` connections fit; warns if they cannot.
-fn raise_open_files(max_connections: usize) {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let wanted = (max_connections as u64).saturating_add(OTHER_FILES);
-    let limit = getrlimit(Resource::Nofile);
-    let current = limit.current.unwrap_or(u64::MAX);
-    if current < wanted {
-        let raised = Rlimit {
-            current: limit.maximum.map(|hard| hard.min(wanted.max(current))),
-            maximum: limit.maximum,
-        };
-        if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            debug!("raising the open-files limit: {e}");
-        }
-    }
-    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
-    if now < wanted {
-        warn!(
-            "the open-files limit is {now}: fewer than transport.max_connections ({max_connections}) \
-             connections may be served; raise it (ulimit -n, LimitNOFILE=) to {wanted}"
-        );
-    }
 }
 
 /// Shows bootstrap progress on a terminal (the Tor crate also logs it).

@@ -28,6 +28,7 @@
 mod admission;
 pub mod client;
 mod config;
+mod files;
 pub mod form;
 pub mod loopback;
 pub mod peer;
@@ -50,6 +51,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use client::{ClientError, ClientLimits, fetch_conf, post_packet};
 pub use config::{TransportConfig, TransportKind};
+pub use files::raise_open_files;
 pub use loopback::LoopbackDialer;
 pub use peer::{PeerPolicy, PeerUrl, UrlError};
 pub use rate::MinRate;
