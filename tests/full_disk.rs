@@ -30,7 +30,7 @@ struct Tmpfs(PathBuf);
 
 impl Tmpfs {
     fn mount(at: &Path) -> Self {
-        std::fs::create_dir_all(at).unwrap();
+        mimix_settings::fs::create_private_dir(at).unwrap();
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={TMPFS},mode=0700")])
             .arg("tmpfs")

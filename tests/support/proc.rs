@@ -81,17 +81,26 @@ impl Drop for RssSampler {
     }
 }
 
-/// Raises this process's soft open-files limit to its hard limit (tests
-/// that open a thousand connections need more than the usual 1024).
+/// Raises this process's open-files limit (tests that open a thousand
+/// connections need more than the usual 1024): to 65536 if allowed (as
+/// root), else the soft limit to the hard one. Returns the soft limit.
+/// Child processes (the nodes) inherit it.
 pub fn raise_open_files() -> u64 {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
-    let _ = setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        },
-    );
+    let want = limit.maximum.map_or(65_536, |hard| hard.max(65_536));
+    let raised = Rlimit {
+        current: Some(want),
+        maximum: Some(want),
+    };
+    if setrlimit(Resource::Nofile, raised).is_err() {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        );
+    }
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
