@@ -310,7 +310,10 @@ async fn node_rates(quick: bool, hop_rate: f64) {
     node.wait().await;
 
     // End to end as packets stream in: 1 s pool rounds while 32 clients
-    // post; from the first post to the last packet at the next hop.
+    // post; from the first post to the last packet at the next hop. The
+    // pool holds each packet up to one round: a fixed delay, which a
+    // stream of a few seconds amortises.
+    let n = 4 * n;
     let dir = tempfile::tempdir().unwrap();
     let hop = counting_hop().await;
     let node = start_node(dir.path(), Duration::from_secs(1), StoreConfig::default()).await;
@@ -321,7 +324,7 @@ async fn node_rates(quick: bool, hop_rate: f64) {
     let e2e = n as f64 / t.elapsed().as_secs_f64();
     println!(
         "end to end through one next hop ({n} packets, 1 s rounds): {e2e:>6.0} packets/s \
-         = {:.2} x its ingest of {ingest2:.0}/s (includes up to one pool interval of mixing delay)",
+         = {:.2} x its ingest of {ingest2:.0}/s (goal >= 0.8; up to one pool interval of mixing delay included)",
         e2e / ingest2
     );
     node.stop_token().cancel();

@@ -4,12 +4,23 @@
 //! On the direct transport a source is the peer's IP address. On the
 //! onion service every stream comes from some rendezvous circuit, and
 //! nothing about the client behind it is known (that is the point of
-//! Tor); the circuit is the source there: one client's streams share a
-//! circuit, and a client that wants more slots must build more circuits,
-//! which costs it an introduction and a rendezvous each (Arti also tears
-//! down a circuit that opens more than `tor.max_streams_per_circuit`
-//! streams at once). A stream whose source is unknown is not limited
-//! per source.
+//! Tor); the circuit is the source there. What Arti's onion service hands
+//! over with a stream is the stream request and, through the rendezvous
+//! request it came from, which circuit it is on (`mimix_tor` numbers the
+//! circuits: [`mimix_tor::CircuitId`]); no client identity, address or
+//! key. So:
+//!
+//! * possible: at most `max_connections_per_source` connections per
+//!   circuit here, and Arti tearing down a circuit that opens more than
+//!   `tor.max_streams_per_circuit` streams at once;
+//! * not possible: telling two circuits of one client apart from two
+//!   clients. A client that wants more slots builds more circuits, each
+//!   costing it an introduction and a rendezvous; only the introduction
+//!   points' rate limit and proof of work (Arti's, not enabled here) bound
+//!   how fast it can. Against many circuits, the connection limit and the
+//!   minimum data rate are what keep slots free.
+//!
+//! A stream whose source is unknown is not limited per source.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
