@@ -2,6 +2,17 @@
 
 mod cli;
 
+/// jemalloc rather than glibc's malloc. With glibc, the many threads of a
+/// busy node (the blocking pool's peels and writes, the storage engine's
+/// workers) each get an arena, and memory freed in them stays with the
+/// process: a node forwarding 300 packets at a time grew by about 10 MiB
+/// per batch, to 153 MiB after 24 batches and still growing; with jemalloc
+/// it levels off at about 80 MiB and gives memory back when idle. Measured
+/// by `cargo bench --bench load`.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Parser, Subcommand};
 use cli::node::{ConfigArgs, InitArgs};
 use cli::packet::{KeygenArgs, PacketCmd};

@@ -2,7 +2,7 @@
 //! a loopback host are. Configuration checks, the transports' peer policy
 //! and the exit's address checks all ask here.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The only hosts the insecure direct transport reaches and publishes.
 pub const DIRECT_HOSTS: [&str; 2] = ["127.0.0.1", "localhost"];
@@ -47,8 +47,65 @@ pub fn is_loopback(host: &str) -> bool {
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The IP address `host` names, if it is an address literal rather than a
+/// name: a dotted IPv4 address or an IPv6 address, with or without the
+/// brackets of an address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`).
+pub fn ip_literal(host: &str) -> Option<IpAddr> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let bare = bare.strip_prefix("IPv6:").unwrap_or(bare);
+    let bare = bare.strip_suffix('.').unwrap_or(bare);
+    bare.parse().ok()
+}
+
+/// Whether `ip` is a public unicast address: not loopback, private,
+/// link-local, shared (CGNAT), documentation, benchmarking, multicast,
+/// broadcast, reserved or unspecified. An IPv4-mapped IPv6 address is
+/// judged as its IPv4 address. (`IpAddr::is_global` is not stable yet.)
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(v6),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || ip.is_multicast()
+        || a == 0
+        || a >= 240
+        || (a == 100 && (64..128).contains(&b))
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && (18..20).contains(&b)))
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00
+        || (first & 0xffc0) == 0xfe80
+        || (first & 0xffc0) == 0xfec0
+        || (first == 0x2001 && ip.segments()[1] == 0x0db8)
+        || (first == 0x0100 && ip.segments()[1..4] == [0, 0, 0])
+        || ip.to_ipv4().is_some_and(|_| first == 0))
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -89,6 +146,52 @@ mod tests {
         }
         for far in ["10.0.0.1", "example.org", "[::2]"] {
             assert!(!is_loopback(far), "{far}");
+        }
+    }
+
+    #[test]
+    fn ip_literals_and_public_addresses() {
+        for (lit, ip) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("[10.0.0.1]", "10.0.0.1"),
+            ("[IPv6:2001:db8::1]", "2001:db8::1"),
+            ("::1", "::1"),
+            ("192.0.2.7.", "192.0.2.7"),
+        ] {
+            assert_eq!(ip_literal(lit), Some(ip.parse().unwrap()), "{lit}");
+        }
+        for name in ["example.org", "1.example", "mx.10.in-addr.arpa", ""] {
+            assert_eq!(ip_literal(name), None, "{name}");
+        }
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "240.0.0.1",
+            "224.0.0.1",
+            "192.0.2.1",
+            "198.18.0.1",
+            "::",
+            "::1",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+            "::ffff:127.0.0.1",
+            "::127.0.0.1",
+        ] {
+            assert!(!is_public_ip(private.parse().unwrap()), "{private}");
+        }
+        for public in ["8.8.8.8", "1.1.1.1", "2a00:1450::1", "::ffff:8.8.8.8"] {
+            assert!(is_public_ip(public.parse().unwrap()), "{public}");
         }
     }
 }

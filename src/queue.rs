@@ -19,8 +19,11 @@
 //! [`Retry::delay`] (exponential backoff with jitter) until the item has
 //! been queued for [`Retry::give_up_after`]; then it is given up. The
 //! outcome is written by [`Queue::record`]; if that write fails the item
-//! is parked for a while instead of being tried again at once, so a full
-//! or failing disk does not turn into a storm of repeated deliveries.
+//! is parked for a while instead of being tried again at once (2 s, then
+//! twice as long each time it happens again, up to a minute), so a full or
+//! failing disk does not turn into a storm of repeated deliveries. The
+//! first outcome that is written again shows the store has recovered: the
+//! parked items are then due at once.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -286,15 +289,20 @@ impl Slots {
                 self.per_destination.remove(&f.destination);
             }
         }
+        let now = tokio::time::Instant::now();
         if f.unrecorded {
             let times = self.parked.get(&f.id).map_or(0, |p| p.1) + 1;
             let wait = Duration::from_secs(1)
                 .saturating_mul(1u32.checked_shl(times.min(6)).unwrap_or(u32::MAX))
                 .min(MAX_PARK);
-            self.parked
-                .insert(f.id, (tokio::time::Instant::now() + wait, times));
+            self.parked.insert(f.id, (now + wait, times));
         } else {
             self.parked.remove(&f.id);
+            // The store writes again: what was parked may go now (its
+            // count is kept, so a store that fails again parks it longer).
+            for (until, _) in self.parked.values_mut() {
+                *until = (*until).min(now);
+            }
         }
     }
 }

@@ -383,3 +383,29 @@ async fn attempts_in_flight_finish_and_are_recorded_at_shutdown() {
     assert!(t0.elapsed() >= SHUTDOWN_GRACE, "{:?}", t0.elapsed());
     assert!(queue.items.lock().unwrap().contains_key(&2));
 }
+
+#[tokio::test(start_paused = true)]
+async fn parked_items_go_at_once_when_an_outcome_is_recorded_again() {
+    let clock = ManualClock::at_epoch_day(20_000);
+    let queue = Arc::new(MemQueue::new());
+    for id in 1..=4 {
+        queue.add(id, "hop", clock.now(), Behaviour::Deliver(Duration::ZERO));
+    }
+    // The first four records fail (a full disk): every item is parked,
+    // for 2 s after its first failure.
+    queue.failing_records.store(4, Ordering::SeqCst);
+    let caps = Caps {
+        concurrency: 4,
+        per_destination: 4,
+    };
+    let (stop, wake) = start(&queue, &clock, caps);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(queue.attempts.load(Ordering::SeqCst), 4);
+    assert!(queue.delivered().is_empty());
+    // A new item is recorded fine: the store is back, and the parked ones
+    // are tried at once rather than when their parking ends.
+    queue.add(5, "other", clock.now(), Behaviour::Deliver(Duration::ZERO));
+    wake.notify_one();
+    until_delivered(&queue, 5, Duration::from_millis(100)).await;
+    stop.cancel();
+}

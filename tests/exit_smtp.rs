@@ -223,6 +223,8 @@ async fn mx_mode_tries_hosts_in_preference_order_and_groups_by_domain() {
     let sink = SmtpSink::start();
     let mut c = config(sink.port);
     c.smtp.mode = SmtpMode::Mx;
+    // The sink is on loopback: allowed here, refused by default (below).
+    c.smtp.allow_private_mx = true;
     let mx = |preference, exchange: &str| MxRecord {
         preference,
         exchange: exchange.to_owned(),
@@ -266,4 +268,38 @@ async fn mx_mode_tries_hosts_in_preference_order_and_groups_by_domain() {
         DeliveryResult::Retry(f) => assert_eq!(f.kind, FailureKind::Dns),
         other => panic!("expected Retry, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn mx_answers_pointing_at_private_addresses_are_refused() {
+    let sink = SmtpSink::start();
+    let mut c = config(sink.port);
+    c.smtp.mode = SmtpMode::Mx;
+    assert!(!c.smtp.allow_private_mx, "refused by default");
+    let mx = |exchange: &str| MxRecord {
+        preference: 10,
+        exchange: exchange.to_owned(),
+    };
+    // Each domain's exchangers resolve to the sink's loopback address or to
+    // private ones: a sender could otherwise make the exit connect there.
+    let dns = FakeDns(vec![
+        ("loop.example", MxAnswer::Records(vec![mx("127.0.0.1.")])),
+        (
+            "lan.example",
+            MxAnswer::Records(vec![mx("10.0.0.1"), mx("192.168.1.1"), mx("[::1]")]),
+        ),
+    ]);
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000_000_000));
+    let exit = Exit::with_resolver(&c, Arc::new(clock), Arc::new(dns)).unwrap();
+    for to in ["a@loop.example", "b@lan.example"] {
+        let mut d = prepare(&exit, format!("To: {to}\r\n\r\nhi\r\n").as_bytes());
+        match exit.deliver(&mut d).await {
+            DeliveryResult::Failed(f) => {
+                assert_eq!(f.kind, FailureKind::NoRoute, "{to}");
+                assert!(f.detail.contains("PrivateAddress"), "{to}: {f:?}");
+            }
+            other => panic!("{to}: expected Failed, got {other:?}"),
+        }
+    }
+    assert!(sink.received().is_empty(), "nothing reached the sink");
 }

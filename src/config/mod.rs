@@ -8,8 +8,8 @@
 //!
 //! Each table's type, defaults and validation live with the subsystem that
 //! uses it ([`NodeConfig`], [`TransportConfig`], [`TorConfig`],
-//! [`PoolConfig`], [`DummyConfig`], [`ReplayConfig`], [`KeysConfig`],
-//! [`OutboundConfig`], [`ExitConfig`], [`DirectoryConfig`],
+//! [`PoolConfig`], [`DummyConfig`], [`ReplayConfig`], [`StoreConfig`],
+//! [`KeysConfig`], [`OutboundConfig`], [`ExitConfig`], [`DirectoryConfig`],
 //! [`AdminConfig`]); this module
 //! only aggregates them, resolves paths and checks the rules that span
 //! tables. A new setting touches its subsystem and `mimix.example.toml`.
@@ -38,6 +38,7 @@ use crate::exit::ExitConfig;
 use crate::keystore::KeysConfig;
 use crate::node::{NodeConfig, OutboundConfig, ReplayConfig};
 use crate::pool::{DummyConfig, PoolConfig};
+use crate::store::StoreConfig;
 use crate::transport::TransportConfig;
 
 /// The only `config_version` this build reads.
@@ -71,6 +72,9 @@ pub struct Config {
     /// `[replay]`
     #[serde(default)]
     pub replay: ReplayConfig,
+    /// `[store]`
+    #[serde(default)]
+    pub store: StoreConfig,
     /// `[keys]`
     #[serde(default)]
     pub keys: KeysConfig,
@@ -280,6 +284,7 @@ impl Config {
             pool: PoolConfig::default(),
             dummies: DummyConfig::default(),
             replay: ReplayConfig::default(),
+            store: StoreConfig::default(),
             keys: KeysConfig::default(),
             outbound: OutboundConfig::default(),
             exit: ExitConfig::default(),

@@ -18,13 +18,14 @@ pub(super) fn validate(c: &Config) -> Checked {
             )
         },
     )?;
-    let tables: [(&str, Checked); 12] = [
+    let tables: [(&str, Checked); 13] = [
         ("node", c.node.validate()),
         ("transport", c.transport.validate()),
         ("tor", c.tor.validate()),
         ("pool", c.pool.validate()),
         ("dummies", c.dummies.validate()),
         ("replay", c.replay.validate()),
+        ("store", c.store.validate()),
         ("keys", c.keys.validate()),
         ("outbound", c.outbound.validate()),
         ("exit", c.exit.validate()),

@@ -8,14 +8,23 @@ use mail_parser::{HeaderName, HeaderValue, MessageParser};
 
 use super::error::PolicyError;
 
-/// Validates a recipient (or envelope) address: ASCII, parseable, a dotted
-/// domain that is not an IP literal.
-pub fn recipient(s: &str) -> Result<Address, PolicyError> {
+/// Validates a recipient address: ASCII, parseable, with a dotted domain.
+/// A domain that is an IP address (`a@127.0.0.1`, `a@[10.0.0.1]`) is
+/// refused ([`PolicyError::IpLiteral`]) unless `ip_literals` allows it,
+/// and even then when the address is not public (loopback, private,
+/// link-local, ...): mail to it would reach the exit's own network.
+pub fn recipient(s: &str, ip_literals: bool) -> Result<Address, PolicyError> {
     if !s.is_ascii() || s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
         return Err(PolicyError::InvalidAddress);
     }
     let addr = Address::from_str(s).map_err(|_| PolicyError::InvalidAddress)?;
     let domain = addr.domain();
+    if let Some(ip) = crate::net::ip_literal(domain) {
+        if !ip_literals || !crate::net::is_public_ip(ip) {
+            return Err(PolicyError::IpLiteral);
+        }
+        return Ok(addr);
+    }
     if domain.starts_with('[') || !domain.contains('.') {
         return Err(PolicyError::InvalidAddress);
     }
@@ -64,6 +73,28 @@ pub fn first_recipient_domain(payload: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_literal_recipients_are_refused() {
+        for s in [
+            "a@127.0.0.1",
+            "b@10.0.0.1",
+            "c@[10.0.0.1]",
+            "d@[127.0.0.1]",
+            "e@[IPv6:::1]",
+            "f@192.168.0.10",
+        ] {
+            assert_eq!(recipient(s, false), Err(PolicyError::IpLiteral), "{s}");
+            assert_eq!(recipient(s, true), Err(PolicyError::IpLiteral), "{s}");
+        }
+        assert_eq!(recipient("g@8.8.8.8", false), Err(PolicyError::IpLiteral));
+        assert!(recipient("g@8.8.8.8", true).is_ok());
+        assert!(recipient("h@example.org", false).is_ok());
+        assert_eq!(
+            recipient("i@localhost", false),
+            Err(PolicyError::InvalidAddress)
+        );
+    }
 
     #[test]
     fn routes_by_the_first_recipient_domain() {

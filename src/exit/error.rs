@@ -15,6 +15,10 @@ pub enum PolicyError {
     /// A recipient in To/Cc/Bcc is not an acceptable address.
     #[error("invalid recipient address")]
     InvalidAddress,
+    /// A recipient's domain is an IP address (refused unless
+    /// `allow_ip_literals`, and always when the address is not public).
+    #[error("recipient domain is an IP address")]
+    IpLiteral,
     /// More distinct recipients than allowed.
     #[error(
         "{} recipients, at most {max} allowed",

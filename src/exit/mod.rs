@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mimix_settings::{Checked, days, duration, hours, minutes, path};
+use mimix_settings::{Checked, check, days, duration, hours, minutes, path, size};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
@@ -112,6 +112,12 @@ pub struct MailRetryConfig {
     /// mode one recipient domain), so a slow domain holds only its own
     /// share.
     pub per_destination: usize,
+    /// Most messages in the mail queue: at this many, new packets are
+    /// refused (503 with Retry-After) before any work is done on them.
+    pub max_queued: u64,
+    /// Most bytes in the mail queue, the same way.
+    #[serde(with = "size")]
+    pub max_queued_bytes: u64,
 }
 
 impl Default for MailRetryConfig {
@@ -122,6 +128,8 @@ impl Default for MailRetryConfig {
             give_up_after: days(5),
             concurrency: 8,
             per_destination: 2,
+            max_queued: 2_000,
+            max_queued_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -147,7 +155,20 @@ impl MailRetryConfig {
     /// Checks every value; fields are named relative to the table.
     pub fn validate(&self) -> Checked {
         self.retry().validate(["initial", "max", "give_up_after"])?;
-        self.caps().validate(["concurrency", "per_destination"])
+        self.caps().validate(["concurrency", "per_destination"])?;
+        check(self.max_queued >= 1, "max_queued", || {
+            "must be at least 1".into()
+        })?;
+        check(
+            self.max_queued_bytes >= crate::pool::MIN_CAP_BYTES,
+            "max_queued_bytes",
+            || format!("must be at least {} bytes", crate::pool::MIN_CAP_BYTES),
+        )
+    }
+
+    /// Whether a mail queue holding `held` is full.
+    pub fn full(&self, held: crate::store::Area) -> bool {
+        held.count >= self.max_queued || held.bytes >= self.max_queued_bytes
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -44,10 +45,40 @@ pub enum MxAnswer {
 /// A future returned by [`MxResolver::lookup_mx`].
 pub type MxFuture<'a> = Pin<Box<dyn Future<Output = Result<MxAnswer, String>> + Send + 'a>>;
 
-/// Looks up MX records. An `Err` is a temporary failure (retry later).
+/// A future returned by [`MxResolver::lookup_ip`].
+pub type IpFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<IpAddr>, String>> + Send + 'a>>;
+
+/// Looks up MX records and mail exchangers' addresses. An `Err` is a
+/// temporary failure (retry later).
 pub trait MxResolver: Send + Sync + 'static {
     /// Looks up the MX records of `domain`.
     fn lookup_mx<'a>(&'a self, domain: &'a str) -> MxFuture<'a>;
+
+    /// The addresses of the host `host` (an address literal stands for
+    /// itself). The default asks the system resolver.
+    fn lookup_ip<'a>(&'a self, host: &'a str) -> IpFuture<'a> {
+        Box::pin(async move {
+            if let Some(ip) = crate::net::ip_literal(host) {
+                return Ok(vec![ip]);
+            }
+            let addrs = tokio::net::lookup_host((host, 25))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(addrs.map(|a| a.ip()).collect())
+        })
+    }
+}
+
+/// Keeps the addresses a mail exchanger may be contacted at: public ones
+/// only, unless `allow_private`.
+pub fn permitted_addresses(addrs: Vec<IpAddr>, allow_private: bool) -> Vec<IpAddr> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for ip in addrs {
+        if (allow_private || crate::net::is_public_ip(ip)) && !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    out
 }
 
 /// The system's DNS resolver (`/etc/resolv.conf`), via hickory.
@@ -102,6 +133,20 @@ impl MxResolver for HickoryResolver {
             }
         })
     }
+
+    fn lookup_ip<'a>(&'a self, host: &'a str) -> IpFuture<'a> {
+        Box::pin(async move {
+            if let Some(ip) = crate::net::ip_literal(host) {
+                return Ok(vec![ip]);
+            }
+            let fqdn = format!("{}.", host.trim_end_matches('.'));
+            match self.resolver.lookup_ip(fqdn.as_str()).await {
+                Ok(lookup) => Ok(lookup.iter().collect()),
+                Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(Vec::new()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
 }
 
 /// Why a domain has no route (permanent).
@@ -114,6 +159,9 @@ pub enum NoRoute {
     /// A special-use name (`.onion`, `.invalid`, `.localhost`, ...) that
     /// has no place in public DNS.
     SpecialUse,
+    /// Every mail exchanger resolves only to addresses that may not be
+    /// contacted (loopback, private, ...: see [`permitted_addresses`]).
+    PrivateAddress,
 }
 
 /// Top-level names never delivered to directly.
@@ -225,6 +273,29 @@ mod tests {
             route("nope.example", &MxAnswer::NoSuchDomain),
             Err(NoRoute::NoSuchDomain)
         );
+    }
+
+    #[test]
+    fn private_exchanger_addresses_are_dropped() {
+        let ips: Vec<IpAddr> = ["127.0.0.1", "10.0.0.1", "8.8.8.8", "::1", "8.8.8.8"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let public: Vec<IpAddr> = vec!["8.8.8.8".parse().unwrap()];
+        assert_eq!(permitted_addresses(ips.clone(), false), public);
+        assert_eq!(permitted_addresses(ips, true).len(), 4);
+    }
+
+    #[tokio::test]
+    async fn the_default_lookup_takes_literals_as_they_are() {
+        struct NoMx;
+        impl MxResolver for NoMx {
+            fn lookup_mx<'a>(&'a self, _: &'a str) -> MxFuture<'a> {
+                Box::pin(async { Ok(MxAnswer::NoRecords) })
+            }
+        }
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(NoMx.lookup_ip("127.0.0.2.").await.unwrap(), [ip]);
     }
 
     #[test]

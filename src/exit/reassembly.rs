@@ -120,7 +120,7 @@ pub fn add_chunk(
     chunk: &ExitChunk,
     now: SystemTime,
 ) -> Result<ChunkOutcome, ReassemblyError> {
-    let mut tx = store.tx();
+    let mut tx = store.tx()?;
     let outcome = add_in(&mut tx, limits, chunk, now)?;
     tx.commit()?;
     Ok(outcome)
@@ -136,7 +136,7 @@ pub fn process_exit_job(
     chunk: &ExitChunk,
     now: SystemTime,
 ) -> Result<ChunkOutcome, ReassemblyError> {
-    let mut tx = store.tx();
+    let mut tx = store.tx()?;
     if !tx.take_exit_job(id)? {
         // Already processed (e.g. by a concurrent caller): nothing to do.
         return Ok(ChunkOutcome::Duplicate);

@@ -5,7 +5,10 @@
 //! `mx` looks up each recipient domain's MX hosts ([`super::mx`]) and
 //! delivers to them directly on port 25 with opportunistic STARTTLS
 //! (certificates are not verified in that mode, as with most MTAs: the aim
-//! is to defeat passive observers).
+//! is to defeat passive observers). In MX mode the exit resolves each
+//! exchanger's addresses itself and connects only to public ones (unless
+//! `allow_private_mx`), so a sender cannot point the exit at its own
+//! network through a domain whose MX says `127.0.0.1` or `10.0.0.1`.
 //!
 //! Recipients are handled one by one within an SMTP transaction, so one
 //! refused address does not sink the others: each ends up delivered,
@@ -36,6 +39,9 @@ pub use config::{Password, RelayTls, SmtpConfig, SmtpMode};
 
 /// Most MX hosts tried per domain and attempt.
 pub const MAX_MX_HOSTS: usize = 5;
+
+/// Most addresses tried per MX host and attempt.
+const MAX_ADDRESSES_PER_HOST: usize = 2;
 
 /// Errors in the SMTP configuration.
 #[derive(Debug, thiserror::Error)]
@@ -306,6 +312,7 @@ impl Mailer {
                 let s = session::Session {
                     mailer: self,
                     host: &host,
+                    addr: None,
                     tls,
                 };
                 if let Err(f) = s
@@ -351,21 +358,59 @@ impl Mailer {
             }
         };
         let mut last = DeliveryFailure::new(FailureKind::Connection, "no MX host reachable");
-        for host in hosts.iter().take(MAX_MX_HOSTS) {
-            let s = session::Session {
-                mailer: self,
-                host,
-                tls: session::TlsMode::Opportunistic,
-            };
-            match s.run(&delivery.envelope_from, rcpts, message, report).await {
-                Ok(()) => return,
+        let mut refused = 0;
+        let hosts: Vec<String> = hosts.into_iter().take(MAX_MX_HOSTS).collect();
+        for host in &hosts {
+            let addrs = match self.addresses(resolver, host).await {
+                Ok(a) if a.is_empty() => {
+                    refused += 1;
+                    continue;
+                }
+                Ok(a) => a,
                 Err(f) => {
-                    tracing::debug!(failure = %f, "MX host failed, trying the next");
                     last = f;
+                    continue;
+                }
+            };
+            for addr in addrs.into_iter().take(MAX_ADDRESSES_PER_HOST) {
+                let s = session::Session {
+                    mailer: self,
+                    host,
+                    addr: Some(addr),
+                    tls: session::TlsMode::Opportunistic,
+                };
+                match s.run(&delivery.envelope_from, rcpts, message, report).await {
+                    Ok(()) => return,
+                    Err(f) => {
+                        tracing::debug!(failure = %f, "MX host failed, trying the next");
+                        last = f;
+                    }
                 }
             }
         }
+        if refused == hosts.len() {
+            let why = format!("{:?}", mx::NoRoute::PrivateAddress);
+            return report.fail_all(rcpts, &DeliveryFailure::new(FailureKind::NoRoute, why));
+        }
         report.fail_all(rcpts, &as_temporary(last));
+    }
+
+    /// The addresses `host` may be contacted at (empty when it has none
+    /// or only refused ones); a lookup failure is temporary.
+    async fn addresses(
+        &self,
+        resolver: &dyn MxResolver,
+        host: &str,
+    ) -> Result<Vec<std::net::IpAddr>, DeliveryFailure> {
+        let timeout = self.config.dns_timeout;
+        match tokio::time::timeout(timeout, resolver.lookup_ip(host)).await {
+            Ok(Ok(ips)) => Ok(mx::permitted_addresses(ips, self.config.allow_private_mx)),
+            Ok(Err(e)) => Err(DeliveryFailure::new(FailureKind::Dns, e)),
+            Err(_) => Err(DeliveryFailure::new(
+                FailureKind::Dns,
+                "address lookup timed out",
+            )),
+        }
     }
 }
 

@@ -7,7 +7,9 @@
 //! does the transport answer 200. Concurrent submissions share one fsync
 //! (group commit): a single committer task takes whatever has queued up
 //! while the previous batch was being written. An exit packet reaching a
-//! middle node is discarded, its ID logged all the same.
+//! middle node is discarded, its ID logged all the same; so is the ID of a
+//! packet refused for its next hop, so that it stays refused (as a
+//! replay) when it comes again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +28,10 @@ use crate::transport::{ADMINKEY_PATH, Collector, HELP_PATH, PeerUrl, Rejection, 
 const MAX_BATCH: usize = 128;
 /// Packets waiting for the committer before the node answers 503.
 const COMMIT_QUEUE: usize = 1024;
+/// Pause after a failed batch write, doubled while writes keep failing.
+const FIRST_COMMIT_PAUSE: Duration = Duration::from_millis(100);
+/// Longest pause between batch writes while they fail.
+const MAX_COMMIT_PAUSE: Duration = Duration::from_secs(5);
 
 /// The committer's answer: accepted or a replay, or `Err` when the write
 /// failed (already logged).
@@ -96,8 +102,7 @@ impl Intake {
                     .and_then(|u| self.shared.dialer.policy().check(&u))
                     .is_ok();
                 if !allowed {
-                    self.count("rejected_next_hop");
-                    return Err(Rejection::Invalid("next hop not allowed"));
+                    return Ok((peeled.packet_id, Peeled::RefusedHop));
                 }
                 Ok((
                     peeled.packet_id,
@@ -157,6 +162,8 @@ enum Peeled {
     Pool(PoolItem),
     /// Nothing but its ID in the replay log, counted under this name.
     Discard(&'static str),
+    /// Refused for its next hop: its ID goes into the replay log.
+    RefusedHop,
 }
 
 impl Intake {
@@ -179,9 +186,44 @@ impl Intake {
             Ok(Ok(false)) => Err(Rejection::Replay),
             Ok(Err(e)) => {
                 warn!("logging a packet ID: {e}");
-                Err(Rejection::Internal)
+                Err(Rejection::Overloaded)
             }
             Err(_) => Err(Rejection::Internal),
+        }
+    }
+}
+
+impl Intake {
+    /// Refuses a packet whose next hop may not be contacted, logging its
+    /// ID (counted as `rejected_next_hop`) so that the same packet is
+    /// refused as a replay if it comes again.
+    async fn refuse_hop(
+        &self,
+        packet_id: [u8; 16],
+        replay_expires: std::time::SystemTime,
+    ) -> Result<(), Rejection> {
+        self.discard(packet_id, replay_expires, "rejected_next_hop")
+            .await?;
+        Err(Rejection::Invalid("next hop not allowed"))
+    }
+
+    /// Why a new packet cannot be taken now, checked before any work is
+    /// done on it (no disk access): the pool or a queue is at its cap, or
+    /// the store cannot write (a full disk, or a failed write it has not
+    /// recovered from yet). `None` if it can.
+    fn full(&self) -> Option<&'static str> {
+        let (store, config) = (&self.shared.store, &self.shared.config);
+        let held = store.usage();
+        if config.pool.full(held.pool) {
+            Some("rejected_pool_full")
+        } else if config.outbound.full(held.outbound) {
+            Some("rejected_outbound_full")
+        } else if config.node.smtp_exit && config.exit.retry.full(held.mail) {
+            Some("rejected_mail_full")
+        } else if !store.accepts_new() {
+            Some("rejected_store_unwritable")
+        } else {
+            None
         }
     }
 }
@@ -196,6 +238,10 @@ impl Drop for PeelSlot<'_> {
 
 impl Collector for Intake {
     async fn submit(&self, armoured: String) -> Result<(), Rejection> {
+        if let Some(counter) = self.full() {
+            self.count(counter);
+            return Err(Rejection::Overloaded);
+        }
         if self.peeling.fetch_add(1, Ordering::SeqCst) >= self.max_peeling {
             self.peeling.fetch_sub(1, Ordering::SeqCst);
             self.count("rejected_overloaded");
@@ -211,6 +257,7 @@ impl Collector for Intake {
             Peeled::Discard(counter) => {
                 return self.discard(packet_id, replay_expires, counter).await;
             }
+            Peeled::RefusedHop => return self.refuse_hop(packet_id, replay_expires).await,
         };
         let next_hop = match &item {
             PoolItem::Forward { next_hop, .. } => Some(next_hop.clone()),
@@ -235,7 +282,9 @@ impl Collector for Intake {
                 Ok(())
             }
             Ok(Ok(Accepted::Replay)) => Err(Rejection::Replay),
-            Ok(Err(())) | Err(_) => Err(Rejection::Internal),
+            // The store could not write (a full disk, say): try later.
+            Ok(Err(())) => Err(Rejection::Overloaded),
+            Err(_) => Err(Rejection::Internal),
         }
     }
 
@@ -254,8 +303,12 @@ impl Collector for Intake {
     }
 }
 
-/// Writes queued packets in batches, one fsync per batch.
+/// Writes queued packets in batches, one fsync per batch. After a failed
+/// write it pauses before the next batch, twice as long after each failure
+/// in a row (up to [`MAX_COMMIT_PAUSE`]); the packets that come meanwhile
+/// wait or are refused with 503, so a failing disk is not hammered.
 async fn committer(shared: Arc<Shared>, mut rx: mpsc::Receiver<(Inbound, Reply)>) {
+    let mut pause = Duration::ZERO;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -269,17 +322,22 @@ async fn committer(shared: Arc<Shared>, mut rx: mpsc::Receiver<(Inbound, Reply)>
         let result = tokio::task::spawn_blocking(move || store.accept_batch(&items)).await;
         match result {
             Ok(Ok(accepted)) => {
+                pause = Duration::ZERO;
                 for (reply, a) in replies.into_iter().zip(accepted) {
                     let _ = reply.send(Ok(a));
                 }
             }
             Ok(Err(e)) => {
-                warn!("writing a batch of packets: {e}");
+                if pause.is_zero() {
+                    warn!("writing a batch of packets: {e}");
+                } else {
+                    debug!("writing a batch of packets: {e}");
+                }
                 for reply in replies {
                     let _ = reply.send(Err(()));
                 }
-                // Do not spin on a failing disk.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                pause = (pause * 2).clamp(FIRST_COMMIT_PAUSE, MAX_COMMIT_PAUSE);
+                tokio::time::sleep(pause).await;
             }
             Err(_) => {
                 // The blocking task panicked; the replies are dropped and

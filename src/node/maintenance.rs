@@ -6,7 +6,8 @@
 //! * every [`CONF`]: render our conf (the key advertised today, the
 //!   remailers known alive);
 //! * every [`FLUSH`]: write the counters tallied since the last flush
-//!   (and the exit's recipient counts);
+//!   (and the exit's recipient counts), and let the store recover from a
+//!   failed write (a full disk) once it has room again;
 //! * every [`SNAPSHOT`]: age the directory (dead remailers, lost pings)
 //!   and write the snapshot senders read (`directory.json`).
 //!
@@ -105,7 +106,15 @@ pub(crate) async fn flush_counters(
             *last = now;
         }
         let s = shared.clone();
-        blocking("writing counters", move || s.tally.flush(&s.store)).await;
+        blocking("writing counters", move || {
+            s.store.heal();
+            if s.store.writes_failing() {
+                // Kept for a later flush; the failure is logged once.
+                return Ok(());
+            }
+            s.tally.flush(&s.store)
+        })
+        .await;
     };
     every(FLUSH, FLUSH, stop, flush).await;
     flush().await;

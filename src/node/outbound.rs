@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use hyper::StatusCode;
 use mimix_packet::{Packet, armour};
-use mimix_settings::{Checked, days, duration, hours, minutes};
+use mimix_settings::{Checked, check, days, duration, hours, minutes, size};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
@@ -37,6 +37,12 @@ pub struct OutboundConfig {
     /// Most deliveries in progress to one next hop, so a dead or slow next
     /// hop holds only its own share.
     pub per_peer: usize,
+    /// Most packets queued for next hops: at this many, new packets are
+    /// refused (503 with Retry-After) before any work is done on them.
+    pub max_queued: u64,
+    /// Most bytes queued for next hops, the same way.
+    #[serde(with = "size")]
+    pub max_queued_bytes: u64,
 }
 
 impl Default for OutboundConfig {
@@ -47,6 +53,8 @@ impl Default for OutboundConfig {
             give_up_after: days(7),
             concurrency: 8,
             per_peer: 2,
+            max_queued: 10_000,
+            max_queued_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -73,7 +81,20 @@ impl OutboundConfig {
     pub fn validate(&self) -> Checked {
         self.retry()
             .validate(["retry_initial", "retry_max", "give_up_after"])?;
-        self.caps().validate(["concurrency", "per_peer"])
+        self.caps().validate(["concurrency", "per_peer"])?;
+        check(self.max_queued >= 1, "max_queued", || {
+            "must be at least 1".into()
+        })?;
+        check(
+            self.max_queued_bytes >= crate::pool::MIN_CAP_BYTES,
+            "max_queued_bytes",
+            || format!("must be at least {} bytes", crate::pool::MIN_CAP_BYTES),
+        )
+    }
+
+    /// Whether an outbound queue holding `held` is full.
+    pub fn full(&self, held: crate::store::Area) -> bool {
+        held.count >= self.max_queued || held.bytes >= self.max_queued_bytes
     }
 }
 

@@ -22,7 +22,7 @@ use crate::directory::fetch::{Count, Fetches};
 use crate::exit::Exit;
 use crate::keystore::{KeyGenerator, Keystore};
 use crate::store::Store;
-use crate::transport::{Dialer, LoopbackDialer, Server, TorDialer, TransportKind};
+use crate::transport::{Dialer, LoopbackDialer, Server, Source, TorDialer, TransportKind};
 
 /// Where the node's packets come in.
 pub(super) enum Listener {
@@ -52,7 +52,8 @@ pub(super) async fn start(
     stop: &CancellationToken,
 ) -> Result<Started, NodeError> {
     private_dir(config.data_dir())?;
-    let store = Store::open(&config.store_dir())?;
+    crate::transport::raise_open_files(config.transport.max_connections);
+    let store = Store::open_with(&config.store_dir(), &config.store)?;
     // Stopped with the node, or at once if the start fails.
     let admin_stop = stop.child_token();
     let admin_guard = admin_stop.clone().drop_guard();
@@ -229,12 +230,15 @@ fn serve<C: crate::transport::Collector>(
                 loop {
                     let stream = tokio::select! {
                         _ = stop.cancelled() => break,
-                        s = incoming.accept() => s,
+                        s = incoming.accept_with_circuit() => s,
                     };
-                    let Some(stream) = stream else { break };
+                    let Some((stream, circuit)) = stream else {
+                        break;
+                    };
                     let server = server.clone();
+                    let source = Source::Circuit(circuit.0);
                     tokio::spawn(async move {
-                        if let Err(e) = server.serve_connection(stream).await {
+                        if let Err(e) = server.serve_connection_from(stream, source).await {
                             debug!("onion connection: {e}");
                         }
                     });

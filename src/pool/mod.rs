@@ -3,12 +3,15 @@
 //!
 //! Every `interval` the node calls [`run_round`]: it adds a geometric
 //! number of dummies to the pool, computes how many items to send with
-//! [`send_count`], picks them uniformly at random with a CSPRNG
-//! ([`select`]) and releases them through the store, which moves them to
-//! the outbound queue or the exit queue in one durable batch. After each
-//! accepted inbound packet the node calls [`add_inbound_dummies`]. Dummy
-//! packets themselves are built by the node through [`DummySource`], so
-//! this module knows nothing of the packet codec.
+//! [`send_count`], picks them uniformly at random with a CSPRNG while
+//! streaming the pool's IDs from the store ([`Selection`], selection
+//! sampling), and releases them through the store, which moves them to
+//! the outbound queue or the exit queue in durable batches of at most
+//! [`RELEASE_BATCH`] items. A round's memory is therefore bounded whatever
+//! the size of the pool. After each accepted inbound packet the node calls
+//! [`add_inbound_dummies`]. Dummy packets themselves are built by the node
+//! through [`DummySource`], so this module knows nothing of the packet
+//! codec.
 //!
 //! The pool owns its settings: [`PoolConfig`] is the `[pool]` table and
 //! [`DummyConfig`] the `[dummies]` table.
@@ -17,12 +20,12 @@ pub mod dummies;
 
 use std::time::Duration;
 
-use mimix_settings::{Checked, check, duration, minutes};
-use rand::CryptoRng;
+use mimix_settings::{Checked, check, duration, minutes, size};
+use rand::{CryptoRng, RngExt};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
-use crate::store::{Store, StoreError, counter};
+use crate::store::{Area, Store, StoreError, counter};
 use dummies::insert_dummies;
 pub use dummies::{
     DummyConfig, DummyPolicy, DummySource, MAX_DUMMIES_PER_DRAW, add_inbound_dummies,
@@ -53,15 +56,24 @@ pub struct PoolConfig {
     pub min: usize,
     /// Largest fraction of the pool sent in one round, in (0, 1].
     pub rate: f64,
+    /// Most items in the pool: at this many, new packets are refused (503
+    /// with Retry-After) before any work is done on them.
+    pub max_packets: u64,
+    /// Most bytes the pool may hold, the same way.
+    #[serde(with = "size")]
+    pub max_bytes: u64,
 }
 
 impl Default for PoolConfig {
-    /// The draft's defaults: 15 minutes, 45 messages, 65 %.
+    /// The draft's defaults: 15 minutes, 45 messages, 65 %; room for
+    /// 10,000 packets (about 200 MB on disk, nothing in memory).
     fn default() -> Self {
         Self {
             interval: minutes(15),
             min: 45,
             rate: 0.65,
+            max_packets: 10_000,
+            max_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -76,9 +88,29 @@ impl PoolConfig {
             self.rate.is_finite() && self.rate > 0.0 && self.rate <= 1.0,
             "rate",
             || format!("must be a fraction in (0, 1], got {}", self.rate),
-        )
+        )?;
+        check(self.max_packets > self.min as u64, "max_packets", || {
+            format!(
+                "must be more than min ({}), got {}",
+                self.min, self.max_packets
+            )
+        })?;
+        check(self.max_bytes >= MIN_CAP_BYTES, "max_bytes", || {
+            format!(
+                "must be at least {MIN_CAP_BYTES} bytes, got {}",
+                self.max_bytes
+            )
+        })
+    }
+
+    /// Whether a pool holding `held` is full.
+    pub fn full(&self, held: Area) -> bool {
+        held.count >= self.max_packets || held.bytes >= self.max_bytes
     }
 }
+
+/// Smallest byte cap of the pool or a queue: room for a few dozen packets.
+pub const MIN_CAP_BYTES: u64 = 1024 * 1024;
 
 /// How many of `n` pooled messages to send this round: the draft's
 /// `min(n - min, floor(n * rate))`, but at least one whenever `n > min`
@@ -101,14 +133,70 @@ pub fn send_count(n: usize, min: usize, rate: f64) -> usize {
     above.min(by_rate.max(1))
 }
 
+/// Items released per store batch in a pool round.
+pub const RELEASE_BATCH: usize = 128;
+
 /// A uniformly random subset of `count` elements of `items` (all of them
-/// if `count >= items.len()`), in random order, drawn with `rng`.
+/// if `count >= items.len()`), in their original order, drawn with `rng`.
 pub fn select<T: Clone, R: CryptoRng + ?Sized>(items: &[T], count: usize, rng: &mut R) -> Vec<T> {
-    let count = count.min(items.len());
-    rand::seq::index::sample(rng, items.len(), count)
-        .into_iter()
-        .filter_map(|i| items.get(i).cloned())
-        .collect()
+    Selection::new(
+        items.iter().cloned().map(Ok::<T, ()>),
+        items.len(),
+        count,
+        rng,
+    )
+    .filter_map(Result::ok)
+    .collect()
+}
+
+/// Selection sampling (Knuth's Algorithm S): from a stream of `n` items,
+/// yields a uniformly random subset of `count` of them (every subset of
+/// that size equally likely), in stream order, holding nothing but two
+/// counters. Item `t` (from 0) is taken with probability
+/// `(count - taken) / (n - t)`. Errors in the stream are passed on.
+pub struct Selection<'r, I, R: ?Sized> {
+    items: I,
+    rng: &'r mut R,
+    /// Items not yet looked at, of the `n` announced.
+    left: usize,
+    /// Items still to take.
+    wanted: usize,
+}
+
+impl<'r, I, R: CryptoRng + ?Sized> Selection<'r, I, R> {
+    /// Selects `count` of the `n` items `items` yields.
+    pub fn new(items: I, n: usize, count: usize, rng: &'r mut R) -> Self {
+        Self {
+            items,
+            rng,
+            left: n,
+            wanted: count.min(n),
+        }
+    }
+}
+
+impl<I, T, E, R> Iterator for Selection<'_, I, R>
+where
+    I: Iterator<Item = Result<T, E>>,
+    R: CryptoRng + ?Sized,
+{
+    type Item = Result<T, E>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.wanted > 0 && self.left > 0 {
+            let item = match self.items.next()? {
+                Ok(item) => item,
+                Err(e) => return Some(Err(e)),
+            };
+            let take = self.rng.random_range(0..self.left) < self.wanted;
+            self.left -= 1;
+            if take {
+                self.wanted -= 1;
+                return Some(Ok(item));
+            }
+        }
+        None
+    }
 }
 
 /// What one pool round did.
@@ -129,8 +217,11 @@ pub struct RoundSummary {
 }
 
 /// Runs one round of the timed dynamic pool: adds the round's dummies,
-/// counts the pool, selects `send_count` items uniformly at random and
-/// releases them (one durable batch) at the clock's current time.
+/// takes a snapshot of the pool, selects `send_count` items uniformly at
+/// random while streaming its IDs, and releases them in durable batches of
+/// at most [`RELEASE_BATCH`] items, at the clock's current time. If a
+/// batch fails, the items of the batches before it are released and the
+/// rest stay in the pool for a later round.
 pub fn run_round<S: DummySource + ?Sized, R: CryptoRng + ?Sized>(
     store: &Store,
     params: &PoolConfig,
@@ -141,19 +232,36 @@ pub fn run_round<S: DummySource + ?Sized, R: CryptoRng + ?Sized>(
 ) -> Result<RoundSummary, PoolError> {
     let pool_before = store.pool_count()?;
     let dummies_added = insert_dummies(store, source, dummies.round_count(rng))?;
-    let ids = store.pool_ids()?;
-    let count = send_count(ids.len(), params.min, params.rate);
-    let chosen = select(&ids, count, rng);
-    let released = store.release(&chosen, clock.now())?;
-    store.incr(counter::POOL_ROUNDS, 1)?;
-    Ok(RoundSummary {
+    let snapshot = store.pool_snapshot()?;
+    let pool_size = snapshot.len();
+    let count = send_count(pool_size, params.min, params.rate);
+    let mut summary = RoundSummary {
         pool_before,
         dummies_added,
-        pool_size: ids.len(),
-        selected: chosen.len(),
-        forwarded: released.forwarded,
-        exits: released.exits,
-    })
+        pool_size,
+        ..RoundSummary::default()
+    };
+    let now = clock.now();
+    let mut batch = Vec::with_capacity(count.min(RELEASE_BATCH));
+    let release = |batch: &mut Vec<_>, summary: &mut RoundSummary| {
+        let released = store.release(batch, now)?;
+        summary.selected += batch.len();
+        summary.forwarded += released.forwarded;
+        summary.exits += released.exits;
+        batch.clear();
+        Ok::<_, PoolError>(())
+    };
+    for id in Selection::new(snapshot, pool_size, count, rng) {
+        batch.push(id?);
+        if batch.len() >= RELEASE_BATCH {
+            release(&mut batch, &mut summary)?;
+        }
+    }
+    if !batch.is_empty() {
+        release(&mut batch, &mut summary)?;
+    }
+    store.incr(counter::POOL_ROUNDS, 1)?;
+    Ok(summary)
 }
 
 #[cfg(test)]
@@ -201,6 +309,64 @@ mod tests {
                 "n={n} min={min} rate={rate}"
             );
         }
+    }
+
+    #[test]
+    fn streamed_selection_takes_exactly_count_uniformly() {
+        // Every subset of 2 of 5 is equally likely (10 subsets).
+        let mut rng = StdRng::seed_from_u64(0x5eed_0003);
+        let mut subsets = std::collections::BTreeMap::new();
+        let trials = 20_000;
+        for _ in 0..trials {
+            let s: Vec<usize> = Selection::new((0..5).map(Ok::<_, ()>), 5, 2, &mut rng)
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(s.len(), 2);
+            *subsets.entry(s).or_insert(0u32) += 1;
+        }
+        assert_eq!(subsets.len(), 10);
+        let expected = f64::from(trials) / 10.0;
+        let chi2: f64 = subsets
+            .values()
+            .map(|&h| (f64::from(h) - expected).powi(2) / expected)
+            .sum();
+        // 9 degrees of freedom: P(chi2 > 27.9) = 0.001.
+        assert!(chi2 < 27.9, "chi-square {chi2}, subsets {subsets:?}");
+        // More wanted than there are, or a short stream: what there is.
+        let all: Vec<_> = Selection::new((0..3).map(Ok::<_, ()>), 3, 9, &mut rng).collect();
+        assert_eq!(all.len(), 3);
+        let short: Vec<_> = Selection::new((0..2).map(Ok::<_, ()>), 5, 5, &mut rng).collect();
+        assert_eq!(short.len(), 2);
+        // Errors are passed on.
+        let mut errs = Selection::new([Err(1), Ok(2)].into_iter(), 2, 2, &mut rng);
+        assert_eq!(errs.next(), Some(Err(1)));
+    }
+
+    #[test]
+    fn rounds_release_in_bounded_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let clock = ManualClock::at_epoch_day(20_000);
+        let mut rng = StdRng::seed_from_u64(0x5eed_0006);
+        let mut src = Dummies {
+            made: 0,
+            fail: false,
+        };
+        fill(&store, 1000, 0);
+        let params = PoolConfig {
+            min: 10,
+            rate: 0.65,
+            ..PoolConfig::default()
+        };
+        let off = DummyPolicy::disabled();
+        let s = run_round(&store, &params, &off, &mut src, &mut rng, &clock).unwrap();
+        assert_eq!((s.pool_size, s.selected, s.forwarded), (1000, 650, 650));
+        assert_eq!(store.pool_count().unwrap(), 350);
+        assert_eq!(store.outbound_len().unwrap(), 650);
+        // ceil(650 / 128) = 6 release batches, one synced commit each.
+        assert_eq!(store.counter(counter::RELEASED_FORWARD).unwrap(), 650);
+        assert_eq!(store.usage().pool.count, 350);
+        assert_eq!(store.usage().outbound.count, 650);
     }
 
     #[test]

@@ -94,11 +94,13 @@ impl Tally {
         if taken.is_empty() {
             return Ok(());
         }
-        let mut tx = store.tx();
-        for (name, n) in &taken {
-            tx.incr(name, *n);
-        }
-        match tx.commit_unsynced() {
+        let written = store.tx().and_then(|mut tx| {
+            for (name, n) in &taken {
+                tx.incr(name, *n);
+            }
+            tx.commit_unsynced()
+        });
+        match written {
             Ok(()) => Ok(()),
             Err(e) => {
                 for (name, n) in taken {
@@ -124,7 +126,7 @@ impl Store {
     /// flood of bad packets must not become a flood of fsyncs. Counters
     /// that belong to an event are written in that event's synced batch.
     pub fn incr(&self, name: &str, n: u64) -> Result<(), StoreError> {
-        let mut tx = self.tx();
+        let mut tx = self.tx()?;
         tx.incr(name, n);
         tx.commit_unsynced()
     }
@@ -132,7 +134,7 @@ impl Store {
     /// The current value of counter `name` (0 if never incremented).
     pub fn counter(&self, name: &str) -> Result<u64, StoreError> {
         match self
-            .inner
+            .engine()?
             .ks
             .counters
             .get(name)
@@ -146,7 +148,7 @@ impl Store {
     /// All counters by name.
     pub fn counters(&self) -> Result<BTreeMap<String, u64>, StoreError> {
         let mut out = BTreeMap::new();
-        for guard in self.inner.ks.counters.iter() {
+        for guard in self.engine()?.ks.counters.iter() {
             let (k, v) = guard.into_inner().map_err(self.db_err("read counters"))?;
             let name = String::from_utf8(k.to_vec())
                 .map_err(|_| self.corrupt("counter", "name is not UTF-8"))?;

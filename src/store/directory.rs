@@ -10,6 +10,7 @@ use fjall::Keyspace;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::engine::Keyspaces;
 use super::{Store, StoreError, time_key16, to_ms};
 
 /// One of the directory's tables.
@@ -28,15 +29,17 @@ impl Table {
             Self::Stats => "stats",
         }
     }
+
+    /// The table's keyspace.
+    fn keyspace(self, ks: &Keyspaces) -> &Keyspace {
+        match self {
+            Self::Keyring => &ks.keyring,
+            Self::Stats => &ks.stats,
+        }
+    }
 }
 
 impl Store {
-    fn table(&self, t: Table) -> &Keyspace {
-        match t {
-            Table::Keyring => &self.inner.ks.keyring,
-            Table::Stats => &self.inner.ks.stats,
-        }
-    }
 
     /// Durably stores `value` under `key` in table `t`.
     pub fn table_put<T: Serialize>(
@@ -45,15 +48,17 @@ impl Store {
         key: &str,
         value: &T,
     ) -> Result<(), StoreError> {
-        let mut tx = self.tx();
-        tx.put(self.table(t), key.as_bytes(), value, t.name())?;
+        let mut tx = self.tx()?;
+        let e = tx.engine.clone();
+        tx.put(t.keyspace(&e.ks), key.as_bytes(), value, t.name())?;
         tx.commit()
     }
 
     /// Durably deletes `key` from table `t` (no error if absent).
     pub fn table_delete(&self, t: Table, key: &str) -> Result<(), StoreError> {
-        let mut tx = self.tx();
-        tx.batch.remove(self.table(t), key.as_bytes());
+        let mut tx = self.tx()?;
+        let e = tx.engine.clone();
+        tx.batch.remove(t.keyspace(&e.ks), key.as_bytes());
         tx.commit()
     }
 
@@ -63,13 +68,15 @@ impl Store {
         t: Table,
         key: &str,
     ) -> Result<Option<T>, StoreError> {
-        self.get_rec(self.table(t), key.as_bytes(), t.name())
+        let e = self.engine()?;
+        self.get_rec(t.keyspace(&e.ks), key.as_bytes(), t.name())
     }
 
     /// Every record of table `t`, in key order.
     pub fn table_all<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<(String, T)>, StoreError> {
+        let e = self.engine()?;
         let mut out = Vec::new();
-        for guard in self.table(t).iter() {
+        for guard in t.keyspace(&e.ks).iter() {
             let (k, v) = guard.into_inner().map_err(self.db_err("scan table"))?;
             let key = String::from_utf8(k.to_vec())
                 .map_err(|_| self.corrupt(t.name(), "key is not UTF-8"))?;
@@ -86,8 +93,9 @@ impl Store {
         expires: SystemTime,
         value: &T,
     ) -> Result<(), StoreError> {
-        let ks = &self.inner.ks;
-        let mut tx = self.tx();
+        let mut tx = self.tx()?;
+        let e = tx.engine.clone();
+        let ks = &e.ks;
         tx.put(&ks.pings, msg_id, value, "ping")?;
         tx.batch
             .insert(&ks.pings_exp, time_key16(to_ms(expires), msg_id), []);
@@ -100,8 +108,9 @@ impl Store {
         &self,
         msg_id: &[u8; 16],
     ) -> Result<Option<T>, StoreError> {
-        let ks = &self.inner.ks;
-        let mut tx = self.tx();
+        let mut tx = self.tx()?;
+        let e = tx.engine.clone();
+        let ks = &e.ks;
         let Some(value) = self.get_rec::<T>(&ks.pings, msg_id, "ping")? else {
             return Ok(None);
         };
@@ -113,7 +122,8 @@ impl Store {
     /// Every ping in flight.
     pub fn pings<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
-        for guard in self.inner.ks.pings.iter() {
+        let e = self.engine()?;
+        for guard in e.ks.pings.iter() {
             let (_, v) = guard.into_inner().map_err(self.db_err("scan pings"))?;
             out.push(self.decode(&v, "ping")?);
         }
@@ -122,11 +132,12 @@ impl Store {
 
     /// Deletes the pings that expired at or before `now`; returns them.
     pub fn pings_expire<T: DeserializeOwned>(&self, now: SystemTime) -> Result<Vec<T>, StoreError> {
-        let ks = &self.inner.ks;
+        let mut tx = self.tx()?;
+        let e = tx.engine.clone();
+        let ks = &e.ks;
         let end = time_key16(to_ms(now), &[0xff; 16]);
         let keys = self.keys_upto(&ks.pings_exp, &end, super::pool::PRUNE_BATCH)?;
         let mut out = Vec::new();
-        let mut tx = self.tx();
         for k in &keys {
             if let Some(id) = k.get(8..) {
                 if let Some(v) = self.get_rec::<T>(&ks.pings, id, "ping")? {

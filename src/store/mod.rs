@@ -14,32 +14,45 @@
 //! Mutations are serialised by one write lock; reads are lock-free. Items
 //! that are due or expire at a given time are found through secondary
 //! keyspaces keyed by the big-endian time followed by the item's key, so
-//! neither `due` nor the pruning functions scan whole queues.
+//! neither `due` nor the pruning functions scan whole queues. What the
+//! pool and the queues hold is counted in memory ([`Usage`]), so caps are
+//! checked without reading the disk.
+//!
+//! A failed write (a full disk, say) does not poison the store: it refuses
+//! writes ([`StoreError::Unavailable`]) until the disk has room again and
+//! then reopens the database by itself (see [`engine`]).
 //!
 //! Times are stored as milliseconds since the Unix epoch; times before it
 //! count as the epoch.
 
+mod config;
 mod counters;
 mod directory;
+mod engine;
 mod outbound;
 mod partial;
 mod pool;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
+use fjall::{Keyspace, OwnedWriteBatch, PersistMode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use config::StoreConfig;
 pub use counters::{Tally, names as counter};
 pub use directory::Table;
+use engine::{Engine, Health};
 pub use outbound::{MailId, MailItem, OutboundId, OutboundItem};
 pub(crate) use partial::SetHeader;
 pub use partial::{PartialChunk, PartialSet};
-pub use pool::{Accepted, ExitChunk, ExitJobId, Inbound, PoolId, PoolItem, Released};
+pub use pool::{Accepted, ExitChunk, ExitJobId, Inbound, PoolId, PoolItem, PoolSnapshot, Released};
+pub(crate) use usage::Part;
+pub use usage::{Area, Usage};
 
 /// Errors from the durable store.
 #[derive(Debug, thiserror::Error)]
@@ -81,42 +94,15 @@ pub enum StoreError {
         /// The underlying error.
         source: postcard::Error,
     },
-}
-
-/// Handles to all keyspaces.
-struct Keyspaces {
-    /// Packet ID (16) -> expiry (u64 BE ms).
-    replay: Keyspace,
-    /// Expiry (8) ++ packet ID (16) -> empty.
-    replay_exp: Keyspace,
-    /// Item ID (8) -> [`PoolItem`].
-    pool: Keyspace,
-    /// Item ID (8) -> outbound record.
-    outbound: Keyspace,
-    /// Next attempt (8) ++ item ID (8) -> empty.
-    outbound_due: Keyspace,
-    /// Item ID (8) -> [`ExitChunk`].
-    exitq: Keyspace,
-    /// Message ID (16) ++ chunk (1) -> chunk record; chunk 0 is the set header.
-    partial: Keyspace,
-    /// Expiry (8) ++ message ID (16) -> empty.
-    partial_exp: Keyspace,
-    /// Item ID (8) -> mail record.
-    mail: Keyspace,
-    /// Next attempt (8) ++ item ID (8) -> empty.
-    mail_due: Keyspace,
-    /// Name -> bytes.
-    meta: Keyspace,
-    /// Name -> u64 BE.
-    counters: Keyspace,
-    /// Remailer address -> keyring entry (the directory's record).
-    keyring: Keyspace,
-    /// Remailer address -> ping statistics.
-    stats: Keyspace,
-    /// Message ID (16) -> ping in flight.
-    pings: Keyspace,
-    /// Expiry (8) ++ message ID (16) -> empty.
-    pings_exp: Keyspace,
+    /// An earlier write failed (a full disk, say) and the database has not
+    /// been reopened yet; it is reopened by itself once the disk has room.
+    #[error("store in {path} cannot be written now: {reason}")]
+    Unavailable {
+        /// The store directory.
+        path: PathBuf,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 /// State guarded by the write lock.
@@ -125,13 +111,20 @@ struct WriteState {
     next_id: u64,
     /// Number of partial chunk sets currently stored.
     partial_sets: usize,
+    /// What the pool and the queues hold.
+    usage: Usage,
 }
 
 struct Inner {
     path: PathBuf,
-    db: Database,
-    ks: Keyspaces,
+    config: StoreConfig,
+    /// The open database; `None` only while it is being reopened (or a
+    /// reopening failed).
+    engine: RwLock<Option<Arc<Engine>>>,
     write: Mutex<WriteState>,
+    /// [`WriteState::usage`] for readers.
+    usage: usage::Cells,
+    health: Health,
 }
 
 /// The durable store. Cheap to clone; all clones share one database.
@@ -163,70 +156,100 @@ impl StoreError {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in directory `dir`.
+    /// Opens (creating if needed) the store in directory `dir`, with the
+    /// default [`StoreConfig`].
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Self::open_with(dir, &StoreConfig::default())
+    }
+
+    /// Opens (creating if needed) the store in directory `dir`.
+    pub fn open_with(dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
         mimix_settings::fs::create_private_dir(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
-        let path = dir.to_path_buf();
-        let db_err = |op| {
-            let path = path.clone();
-            move |source| StoreError::Db { op, path, source }
-        };
-        let db = Database::builder(dir)
-            .open()
-            .map_err(db_err("open database"))?;
-        let open_ks = |name: &str| {
-            db.keyspace(name, KeyspaceCreateOptions::default)
-                .map_err(db_err("open keyspace"))
-        };
-        let ks = Keyspaces {
-            replay: open_ks("replay")?,
-            replay_exp: open_ks("replay_exp")?,
-            pool: open_ks("pool")?,
-            outbound: open_ks("outbound")?,
-            outbound_due: open_ks("outbound_due")?,
-            exitq: open_ks("exitq")?,
-            partial: open_ks("partial")?,
-            partial_exp: open_ks("partial_exp")?,
-            mail: open_ks("mail")?,
-            mail_due: open_ks("mail_due")?,
-            meta: open_ks("meta")?,
-            counters: open_ks("counters")?,
-            keyring: open_ks("keyring")?,
-            stats: open_ks("stats")?,
-            pings: open_ks("pings")?,
-            pings_exp: open_ks("pings_exp")?,
-        };
-        let mut next_id = 0u64;
-        for k in [&ks.pool, &ks.outbound, &ks.exitq, &ks.mail] {
-            if let Some(guard) = k.last_key_value() {
-                let key = guard.key().map_err(db_err("read last key"))?;
-                let id = be_u64(&key).ok_or_else(|| StoreError::Corrupt {
-                    what: "item key",
-                    path: path.clone(),
-                    reason: format!("key of {} bytes, expected 8", key.len()),
-                })?;
-                next_id = next_id.max(id.saturating_add(1));
-            }
-        }
-        let mut partial_sets = 0usize;
-        for guard in ks.partial_exp.iter() {
-            guard.key().map_err(db_err("count partial sets"))?;
-            partial_sets += 1;
-        }
+        let engine = Engine::open(dir, config)?;
+        let state = engine.scan_state(dir)?;
+        let cells = usage::Cells::default();
+        cells.set(&state.usage);
         Ok(Store {
             inner: Arc::new(Inner {
-                path,
-                db,
-                ks,
-                write: Mutex::new(WriteState {
-                    next_id,
-                    partial_sets,
-                }),
+                path: dir.to_path_buf(),
+                config: *config,
+                engine: RwLock::new(Some(Arc::new(engine))),
+                write: Mutex::new(state),
+                usage: cells,
+                health: Health::new(dir, config),
             }),
         })
+    }
+
+    /// What the pool and the queues hold (no disk access).
+    pub fn usage(&self) -> Usage {
+        self.inner.usage.get()
+    }
+
+    /// Bytes free on the store's file system (read at most twice a second).
+    pub fn free_space(&self) -> u64 {
+        self.inner.health.free_space()
+    }
+
+    /// Whether the store takes new items now: no failed write is pending
+    /// and at least [`StoreConfig::min_free_space`] is free. Cheap: the
+    /// intake asks before every packet.
+    pub fn accepts_new(&self) -> bool {
+        !self.inner.health.failed() && self.inner.health.has_room()
+    }
+
+    /// Whether a write failed and the store has not recovered yet (writes
+    /// fail with [`StoreError::Unavailable`] meanwhile).
+    pub fn writes_failing(&self) -> bool {
+        self.inner.health.failed()
+    }
+
+    /// After a failed write, reopens the database if the disk has room
+    /// again (and the backoff has passed). Call it now and then: writers
+    /// do the same, but a node that is refusing packets may have none.
+    pub fn heal(&self) {
+        if self.inner.health.failed() && self.inner.health.may_reopen() {
+            drop(self.tx());
+        }
+    }
+
+    /// The open database.
+    fn engine(&self) -> Result<Arc<Engine>, StoreError> {
+        self.inner
+            .engine
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| self.unavailable("the database is being reopened"))
+    }
+
+    fn unavailable(&self, reason: &'static str) -> StoreError {
+        StoreError::Unavailable {
+            path: self.inner.path.clone(),
+            reason,
+        }
+    }
+
+    /// Reopens the database after a failed write, with the write lock
+    /// held; `state` is read afresh from the reopened database.
+    fn reopen(&self, state: &mut WriteState) -> Result<(), StoreError> {
+        let old = self
+            .inner
+            .engine
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(old) = old {
+            engine::release(old);
+        }
+        let engine = Engine::open(&self.inner.path, &self.inner.config)?;
+        *state = engine.scan_state(&self.inner.path)?;
+        self.inner.usage.set(&state.usage);
+        *self.inner.engine.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(engine));
+        Ok(())
     }
 
     /// The directory the store lives in.
@@ -237,7 +260,7 @@ impl Store {
     /// Reads a small metadata value by name.
     pub fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let v = self
-            .inner
+            .engine()?
             .ks
             .meta
             .get(name)
@@ -247,28 +270,52 @@ impl Store {
 
     /// Durably stores a small metadata value under `name`.
     pub fn meta_put(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        let mut tx = self.tx();
-        tx.batch.insert(&self.inner.ks.meta, name, value);
+        let mut tx = self.tx()?;
+        let e = tx.engine.clone();
+        tx.batch.insert(&e.ks.meta, name, value);
         tx.commit()
     }
 
     /// Durably deletes the metadata value `name` (no error if absent).
     pub fn meta_delete(&self, name: &str) -> Result<(), StoreError> {
-        let mut tx = self.tx();
-        tx.batch.remove(&self.inner.ks.meta, name);
+        let mut tx = self.tx()?;
+        let e = tx.engine.clone();
+        tx.batch.remove(&e.ks.meta, name);
         tx.commit()
     }
 
     /// Starts a write transaction: takes the write lock and an empty batch.
-    pub(crate) fn tx(&self) -> Tx<'_> {
-        let state = self.inner.write.lock().unwrap_or_else(|e| e.into_inner());
-        Tx {
+    /// After a failed write the database is reopened first (when the disk
+    /// has room and the backoff has passed); until then this fails with
+    /// [`StoreError::Unavailable`], so nothing writes to a poisoned
+    /// database.
+    pub(crate) fn tx(&self) -> Result<Tx<'_>, StoreError> {
+        let mut state = self.inner.write.lock().unwrap_or_else(|e| e.into_inner());
+        let health = &self.inner.health;
+        if health.failed() {
+            if !health.may_reopen() {
+                return Err(self.unavailable("a write failed; waiting for free disk space"));
+            }
+            let reopened = self.reopen(&mut state);
+            health.reopened(reopened.is_ok());
+            match reopened {
+                Ok(()) => tracing::warn!("store reopened after a failed write"),
+                Err(e) => {
+                    tracing::warn!("reopening the store: {e}");
+                    return Err(self.unavailable("reopening after a failed write failed"));
+                }
+            }
+        }
+        let engine = self.engine()?;
+        Ok(Tx {
             store: self,
             state,
-            batch: self.inner.db.batch(),
+            batch: engine.db.batch(),
+            engine,
             counters: BTreeMap::new(),
             partial_delta: 0,
-        }
+            usage: usage::Delta::default(),
+        })
     }
 
     /// Maps a fjall error for operation `op`.
@@ -293,9 +340,19 @@ impl Store {
         key: &[u8],
         what: &'static str,
     ) -> Result<Option<T>, StoreError> {
+        Ok(self.get_sized(ks, key, what)?.map(|(v, _)| v))
+    }
+
+    /// Reads and decodes one record; also returns its stored size.
+    fn get_sized<T: DeserializeOwned>(
+        &self,
+        ks: &Keyspace,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<Option<(T, usize)>, StoreError> {
         match ks.get(key).map_err(self.db_err("read"))? {
             None => Ok(None),
-            Some(v) => self.decode(&v, what).map(Some),
+            Some(v) => self.decode(&v, what).map(|rec| Some((rec, v.len()))),
         }
     }
 
@@ -332,9 +389,11 @@ impl Store {
 pub(crate) struct Tx<'a> {
     store: &'a Store,
     state: MutexGuard<'a, WriteState>,
+    engine: Arc<Engine>,
     batch: OwnedWriteBatch,
     counters: BTreeMap<String, u64>,
     partial_delta: isize,
+    usage: usage::Delta,
 }
 
 impl Tx<'_> {
@@ -350,17 +409,33 @@ impl Tx<'_> {
         *self.counters.entry(name.to_owned()).or_default() += n;
     }
 
-    /// Encodes `value` and inserts it under `key` in `ks`.
+    /// Encodes `value` and inserts it under `key` in `ks`; returns the
+    /// stored size.
     fn put<T: Serialize>(
         &mut self,
         ks: &Keyspace,
         key: &[u8],
         value: &T,
         what: &'static str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         let bytes =
             postcard::to_stdvec(value).map_err(|source| StoreError::Encode { what, source })?;
+        let len = bytes.len();
         self.batch.insert(ks, key, bytes);
+        Ok(len)
+    }
+
+    /// As [`Tx::put`] for a new record of `part`, counted in its usage.
+    fn put_new<T: Serialize>(
+        &mut self,
+        part: Part,
+        ks: &Keyspace,
+        key: &[u8],
+        value: &T,
+        what: &'static str,
+    ) -> Result<(), StoreError> {
+        let len = self.put(ks, key, value, what)?;
+        self.usage.add(part, len);
         Ok(())
     }
 
@@ -377,7 +452,8 @@ impl Tx<'_> {
 
     fn finish(mut self, mode: PersistMode) -> Result<(), StoreError> {
         let store = self.store;
-        let ks = &store.inner.ks.counters;
+        let engine = self.engine.clone();
+        let ks = &engine.ks.counters;
         for (name, n) in std::mem::take(&mut self.counters) {
             let old = match ks.get(&name).map_err(store.db_err("read counter"))? {
                 None => 0,
@@ -389,13 +465,18 @@ impl Tx<'_> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.batch, store.inner.db.batch());
-        batch
-            .durability(Some(mode))
-            .commit()
-            .map_err(store.db_err("commit"))?;
+        let batch = std::mem::replace(&mut self.batch, engine.db.batch());
+        if let Err(e) = batch.durability(Some(mode)).commit() {
+            // fjall poisons the database on a failed write: reopen it
+            // before anything else is written.
+            store.inner.health.fail();
+            return Err(store.db_err("commit")(e));
+        }
         let sets = self.state.partial_sets as isize + self.partial_delta;
         self.state.partial_sets = usize::try_from(sets).unwrap_or(0);
+        let delta = std::mem::take(&mut self.usage);
+        self.state.usage.apply(&delta);
+        store.inner.usage.set(&self.state.usage);
         Ok(())
     }
 }

@@ -12,7 +12,8 @@ use fjall::Keyspace;
 use serde::{Deserialize, Serialize};
 
 use super::counters::names;
-use super::{Store, StoreError, Tx, be_u64_prefix, from_ms, time_id_key, to_ms};
+use super::engine::Engine;
+use super::{Part, Store, StoreError, Tx, be_u64_prefix, from_ms, time_id_key, to_ms};
 use crate::safelog::{bytes, sensitive};
 
 /// Most due-index entries one scan looks at: items of busy destinations
@@ -126,15 +127,26 @@ enum Q {
     Mail,
 }
 
-impl Store {
-    fn queue(&self, q: Q) -> (&Keyspace, &Keyspace, &'static str) {
-        let ks = &self.inner.ks;
-        match q {
+impl Q {
+    /// The queue's records, its due index and its name.
+    fn keyspaces(self, e: &Engine) -> (&Keyspace, &Keyspace, &'static str) {
+        let ks = &e.ks;
+        match self {
             Q::Outbound => (&ks.outbound, &ks.outbound_due, "outbound"),
             Q::Mail => (&ks.mail, &ks.mail_due, "mail"),
         }
     }
 
+    /// Where the queue's usage is counted.
+    fn part(self) -> Part {
+        match self {
+            Q::Outbound => Part::Outbound,
+            Q::Mail => Part::Mail,
+        }
+    }
+}
+
+impl Store {
     /// Due records of queue `q`, oldest due first, at most `limit`,
     /// leaving out those `skip` rejects (given the item ID and its
     /// destination). At most [`MAX_DUE_SCAN`] index entries are looked at.
@@ -145,7 +157,8 @@ impl Store {
         limit: usize,
         skip: &dyn Fn(u64, &str) -> bool,
     ) -> Result<Vec<(u64, QueueRecord)>, StoreError> {
-        let (data, due, what) = self.queue(q);
+        let e = self.engine()?;
+        let (data, due, what) = q.keyspaces(&e);
         let end = time_id_key(to_ms(now), u64::MAX);
         let mut out = Vec::new();
         for guard in due.range(..=end.as_slice()).take(MAX_DUE_SCAN) {
@@ -174,14 +187,16 @@ impl Store {
 
     /// Removes item `id` of queue `q`, counting it under `counter`.
     fn q_remove(&self, q: Q, id: u64, counter: &str) -> Result<bool, StoreError> {
-        let (data, due, what) = self.queue(q);
-        let mut tx = self.tx();
+        let mut tx = self.tx()?;
+        let e = tx.engine.clone();
+        let (data, due, what) = q.keyspaces(&e);
         let key = id.to_be_bytes();
-        let Some(rec) = self.get_rec::<QueueRecord>(data, &key, what)? else {
+        let Some((rec, len)) = self.get_sized::<QueueRecord>(data, &key, what)? else {
             return Ok(false);
         };
         tx.batch.remove(data, key);
         tx.batch.remove(due, time_id_key(rec.next_attempt, id));
+        tx.usage.remove(q.part(), len);
         tx.incr(counter, 1);
         tx.commit()?;
         Ok(true)
@@ -202,10 +217,11 @@ impl Store {
         counter: &str,
         prepared: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
-        let (data, due, what) = self.queue(q);
-        let mut tx = self.tx();
+        let mut tx = self.tx()?;
+        let e = tx.engine.clone();
+        let (data, due, what) = q.keyspaces(&e);
         let key = id.to_be_bytes();
-        let Some(mut rec) = self.get_rec::<QueueRecord>(data, &key, what)? else {
+        let Some((mut rec, old_len)) = self.get_sized::<QueueRecord>(data, &key, what)? else {
             return Ok(false);
         };
         tx.batch.remove(due, time_id_key(rec.next_attempt, id));
@@ -220,14 +236,20 @@ impl Store {
             time_id_key(rec.next_attempt, id),
             rec.destination.as_bytes(),
         );
-        tx.put(data, &key, &rec, what)?;
+        let new_len = tx.put(data, &key, &rec, what)?;
+        tx.usage.resize(q.part(), old_len, new_len);
         tx.incr(counter, 1);
         tx.commit()?;
         Ok(true)
     }
 
     fn q_len(&self, q: Q) -> Result<usize, StoreError> {
-        self.queue(q).0.len().map_err(self.db_err("count queue"))
+        let u = self.usage();
+        let area = match q {
+            Q::Outbound => u.outbound,
+            Q::Mail => u.mail,
+        };
+        Ok(usize::try_from(area.count).unwrap_or(usize::MAX))
     }
 
     /// Durably queues `packet` for `next_hop`, due at `now`.
@@ -237,7 +259,7 @@ impl Store {
         packet: &[u8],
         now: SystemTime,
     ) -> Result<OutboundId, StoreError> {
-        let mut tx = self.tx();
+        let mut tx = self.tx()?;
         let id = tx.enqueue(Q::Outbound, next_hop, packet, to_ms(now))?;
         tx.commit()?;
         Ok(OutboundId(id))
@@ -295,7 +317,7 @@ impl Store {
         payload: &[u8],
         now: SystemTime,
     ) -> Result<MailId, StoreError> {
-        let mut tx = self.tx();
+        let mut tx = self.tx()?;
         let id = tx.enqueue_mail(destination, payload, now)?;
         tx.commit()?;
         Ok(id)
@@ -369,8 +391,8 @@ impl Tx<'_> {
         payload: &[u8],
         now_ms: u64,
     ) -> Result<u64, StoreError> {
-        let store = self.store;
-        let (data, due, what) = store.queue(q);
+        let e = self.engine.clone();
+        let (data, due, what) = q.keyspaces(&e);
         let id = self.new_id();
         let rec = QueueRecord {
             destination: destination.to_owned(),
@@ -380,7 +402,7 @@ impl Tx<'_> {
             next_attempt: now_ms,
             prepared: false,
         };
-        self.put(data, &id.to_be_bytes(), &rec, what)?;
+        self.put_new(q.part(), data, &id.to_be_bytes(), &rec, what)?;
         self.batch
             .insert(due, time_id_key(now_ms, id), destination.as_bytes());
         Ok(id)

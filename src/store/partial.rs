@@ -61,8 +61,11 @@ fn chunk_key(msg_id: &[u8; 16], chunk: u8) -> [u8; 17] {
 impl Store {
     /// The partial set for `msg_id`, if one is stored.
     pub fn partial_set(&self, msg_id: &[u8; 16]) -> Result<Option<PartialSet>, StoreError> {
-        let h: Option<SetHeader> =
-            self.get_rec(&self.inner.ks.partial, &chunk_key(msg_id, 0), "partial set")?;
+        let h: Option<SetHeader> = self.get_rec(
+            &self.engine()?.ks.partial,
+            &chunk_key(msg_id, 0),
+            "partial set",
+        )?;
         Ok(h.map(|h| PartialSet {
             chunks: h.chunks,
             have: h.have,
@@ -74,7 +77,7 @@ impl Store {
     /// The chunks stored for `msg_id`, in chunk order.
     pub fn partial_chunks(&self, msg_id: &[u8; 16]) -> Result<Vec<PartialChunk>, StoreError> {
         let mut out = Vec::new();
-        for guard in self.inner.ks.partial.prefix(msg_id) {
+        for guard in self.engine()?.ks.partial.prefix(msg_id) {
             let (k, v) = guard
                 .into_inner()
                 .map_err(self.db_err("read partial chunks"))?;
@@ -102,11 +105,12 @@ impl Store {
     /// Deletes every partial set whose expiry is at or before `now`
     /// (counted), using the expiry index. Returns how many were deleted.
     pub fn prune_partials(&self, now: SystemTime) -> Result<usize, StoreError> {
-        let ks = &self.inner.ks;
         let end = time_key16(to_ms(now), &[0xff; 16]);
         let mut total = 0;
         loop {
-            let mut tx = self.tx();
+            let mut tx = self.tx()?;
+            let e = tx.engine.clone();
+            let ks = &e.ks;
             let keys = self.keys_upto(&ks.partial_exp, &end, PRUNE_SETS_PER_BATCH)?;
             if keys.is_empty() {
                 return Ok(total);
@@ -145,7 +149,8 @@ impl Tx<'_> {
 
     /// Records that message `msg_id` was completed, until `expires`.
     pub(crate) fn mark_message_done(&mut self, msg_id: &[u8; 16], expires: SystemTime) {
-        let ks = &self.store.inner.ks;
+        let e = self.engine.clone();
+        let ks = &e.ks;
         let key = done_key(msg_id);
         let exp = to_ms(expires);
         self.batch.insert(&ks.replay, key, exp.to_be_bytes());
@@ -158,7 +163,7 @@ impl Tx<'_> {
         msg_id: &[u8; 16],
     ) -> Result<Option<SetHeader>, StoreError> {
         self.store.get_rec(
-            &self.store.inner.ks.partial,
+            &self.engine.ks.partial,
             &chunk_key(msg_id, 0),
             "partial set",
         )
@@ -170,8 +175,7 @@ impl Tx<'_> {
         msg_id: &[u8; 16],
         chunk: u8,
     ) -> Result<bool, StoreError> {
-        self.store
-            .inner
+        self.engine
             .ks
             .partial
             .contains_key(chunk_key(msg_id, chunk))
@@ -194,7 +198,8 @@ impl Tx<'_> {
         header: &SetHeader,
         new_set: bool,
     ) -> Result<(), StoreError> {
-        let ks = &self.store.inner.ks;
+        let e = self.engine.clone();
+        let ks = &e.ks;
         self.batch
             .insert(&ks.partial, chunk_key(msg_id, chunk), payload);
         self.put(&ks.partial, &chunk_key(msg_id, 0), header, "partial set")?;
@@ -230,7 +235,8 @@ impl Tx<'_> {
             out.extend_from_slice(p);
         }
         self.remove_partial_records(msg_id)?;
-        let ks = &self.store.inner.ks;
+        let e = self.engine.clone();
+        let ks = &e.ks;
         self.batch
             .remove(&ks.partial_exp, time_key16(header.expires, msg_id));
         self.partial_delta -= 1;
@@ -239,7 +245,8 @@ impl Tx<'_> {
 
     /// Removes the header and all chunks of set `msg_id` from the batch.
     fn remove_partial_records(&mut self, msg_id: &[u8; 16]) -> Result<(), StoreError> {
-        let ks = &self.store.inner.ks.partial;
+        let e = self.engine.clone();
+        let ks = &e.ks.partial;
         for guard in ks.prefix(msg_id) {
             let k = guard
                 .key()

@@ -8,7 +8,8 @@ use mimix_packet::ExitType;
 use serde::{Deserialize, Serialize};
 
 use super::counters::names;
-use super::{Store, StoreError, Tx, be_u64, time_id_key, time_key16, to_ms};
+use super::engine::Engine;
+use super::{Part, Store, StoreError, Tx, be_u64, time_id_key, time_key16, to_ms};
 use crate::safelog::{bytes, sensitive};
 
 /// Replay entries (or partial sets) deleted per batch when pruning.
@@ -168,8 +169,9 @@ impl Store {
     /// goes into the replay log and its item into the pool. Either the whole
     /// batch is durable when this returns `Ok`, or nothing of it is.
     pub fn accept_batch(&self, inbound: &[Inbound]) -> Result<Vec<Accepted>, StoreError> {
-        let ks = &self.inner.ks;
-        let mut tx = self.tx();
+        let mut tx = self.tx()?;
+        let e = tx.engine.clone();
+        let ks = &e.ks;
         let mut seen = HashSet::new();
         let mut out = Vec::with_capacity(inbound.len());
         let mut new = 0u64;
@@ -187,7 +189,7 @@ impl Store {
             tx.batch
                 .insert(&ks.replay_exp, time_key16(exp, &p.packet_id), []);
             let id = tx.new_id();
-            tx.put(&ks.pool, &id.to_be_bytes(), &p.item, "pool")?;
+            tx.put_new(Part::Pool, &ks.pool, &id.to_be_bytes(), &p.item, "pool")?;
             out.push(Accepted::New(PoolId(id)));
             new += 1;
         }
@@ -206,7 +208,7 @@ impl Store {
 
     /// Whether `packet_id` is in the replay log.
     pub fn replay_contains(&self, packet_id: &[u8; 16]) -> Result<bool, StoreError> {
-        self.inner
+        self.engine()?
             .ks
             .replay
             .contains_key(packet_id)
@@ -224,8 +226,9 @@ impl Store {
         replay_expires: SystemTime,
         counter: &str,
     ) -> Result<bool, StoreError> {
-        let ks = &self.inner.ks;
-        let mut tx = self.tx();
+        let mut tx = self.tx()?;
+        let e = tx.engine.clone();
+        let ks = &e.ks;
         if self.replay_contains(packet_id)? {
             tx.incr(names::REPLAYS, 1);
             tx.commit_unsynced()?;
@@ -243,11 +246,12 @@ impl Store {
     /// Deletes replay log entries whose expiry is at or before `now`, using
     /// the time index. Returns how many were deleted.
     pub fn prune_replay(&self, now: SystemTime) -> Result<usize, StoreError> {
-        let ks = &self.inner.ks;
         let end = time_key16(to_ms(now), &[0xff; 16]);
         let mut total = 0;
         loop {
-            let mut tx = self.tx();
+            let mut tx = self.tx()?;
+            let e = tx.engine.clone();
+            let ks = &e.ks;
             let keys = self.keys_upto(&ks.replay_exp, &end, PRUNE_BATCH)?;
             if keys.is_empty() {
                 return Ok(total);
@@ -264,35 +268,51 @@ impl Store {
         }
     }
 
-    /// Number of items in the pool.
+    /// Number of items in the pool (no disk access).
     pub fn pool_count(&self) -> Result<usize, StoreError> {
-        self.inner.ks.pool.len().map_err(self.db_err("count pool"))
+        Ok(usize::try_from(self.usage().pool.count).unwrap_or(usize::MAX))
     }
 
-    /// IDs of all items in the pool.
+    /// IDs of all items in the pool (tests and tools; the pool round
+    /// streams them with [`Store::pool_snapshot`] instead).
     pub fn pool_ids(&self) -> Result<Vec<PoolId>, StoreError> {
-        let mut out = Vec::new();
-        for guard in self.inner.ks.pool.iter() {
-            let k = guard.key().map_err(self.db_err("list pool"))?;
-            let id = be_u64(&k).ok_or_else(|| self.corrupt("pool key", "not 8 bytes"))?;
-            out.push(PoolId(id));
-        }
-        Ok(out)
+        self.pool_snapshot()?.collect()
+    }
+
+    /// The pool as it is now: its size and its IDs in key order, read
+    /// lazily from one consistent view of the database, so a pool round
+    /// needs memory independent of the pool's size. Items added after the
+    /// snapshot is taken are not in it; items released meanwhile still
+    /// are (releasing them again counts them as missing).
+    pub fn pool_snapshot(&self) -> Result<PoolSnapshot, StoreError> {
+        // Under the write lock, so the count and the view agree.
+        let tx = self.tx()?;
+        let len = usize::try_from(tx.state.usage.pool.count).unwrap_or(usize::MAX);
+        let engine = tx.engine.clone();
+        let iter = engine.ks.pool.iter();
+        drop(tx);
+        Ok(PoolSnapshot {
+            len,
+            iter,
+            store: self.clone(),
+            _engine: engine,
+        })
     }
 
     /// The pool item `id`, if present.
     pub fn pool_get(&self, id: PoolId) -> Result<Option<PoolItem>, StoreError> {
-        self.get_rec(&self.inner.ks.pool, &id.0.to_be_bytes(), "pool")
+        self.get_rec(&self.engine()?.ks.pool, &id.0.to_be_bytes(), "pool")
     }
 
     /// Inserts items into the pool without replay entries (dummies), in one
     /// durable batch.
     pub fn pool_insert(&self, items: &[PoolItem]) -> Result<Vec<PoolId>, StoreError> {
-        let mut tx = self.tx();
+        let mut tx = self.tx()?;
+        let e = tx.engine.clone();
         let mut ids = Vec::with_capacity(items.len());
         for item in items {
             let id = tx.new_id();
-            tx.put(&self.inner.ks.pool, &id.to_be_bytes(), item, "pool")?;
+            tx.put_new(Part::Pool, &e.ks.pool, &id.to_be_bytes(), item, "pool")?;
             ids.push(PoolId(id));
         }
         tx.incr(names::DUMMIES_POOLED, items.len() as u64);
@@ -305,19 +325,21 @@ impl Store {
     /// items into the exit queue, in one durable batch. IDs not in the pool
     /// are counted as missing and otherwise ignored.
     pub fn release(&self, ids: &[PoolId], now: SystemTime) -> Result<Released, StoreError> {
-        let ks = &self.inner.ks;
         let now_ms = to_ms(now);
-        let mut tx = self.tx();
+        let mut tx = self.tx()?;
+        let e = tx.engine.clone();
+        let ks = &e.ks;
         let mut done = HashSet::new();
         let mut r = Released::default();
         for &PoolId(id) in ids {
             let key = id.to_be_bytes();
-            let item: Option<PoolItem> = self.get_rec(&ks.pool, &key, "pool")?;
-            let Some(item) = item.filter(|_| done.insert(id)) else {
+            let item: Option<(PoolItem, usize)> = self.get_sized(&ks.pool, &key, "pool")?;
+            let Some((item, len)) = item.filter(|_| done.insert(id)) else {
                 r.missing += 1;
                 continue;
             };
             tx.batch.remove(&ks.pool, key);
+            tx.usage.remove(Part::Pool, len);
             match item {
                 PoolItem::Forward { next_hop, packet } => {
                     tx.batch.insert(
@@ -333,7 +355,7 @@ impl Store {
                         next_attempt: now_ms,
                         prepared: false,
                     };
-                    tx.put(&ks.outbound, &key, &rec, "outbound")?;
+                    tx.put_new(Part::Outbound, &ks.outbound, &key, &rec, "outbound")?;
                     r.forwarded += 1;
                 }
                 PoolItem::Exit {
@@ -350,7 +372,7 @@ impl Store {
                         exit_type,
                         payload,
                     };
-                    tx.put(&ks.exitq, &key, &job, "exit queue")?;
+                    tx.put_new(Part::Exits, &ks.exitq, &key, &job, "exit queue")?;
                     r.exits += 1;
                 }
             }
@@ -368,7 +390,7 @@ impl Store {
     /// Up to `limit` exit chunks awaiting exit processing, oldest first.
     pub fn exit_jobs(&self, limit: usize) -> Result<Vec<(ExitJobId, ExitChunk)>, StoreError> {
         let mut out = Vec::new();
-        for guard in self.inner.ks.exitq.iter().take(limit) {
+        for guard in self.engine()?.ks.exitq.iter().take(limit) {
             let (k, v) = guard.into_inner().map_err(self.db_err("list exit queue"))?;
             let id = be_u64(&k).ok_or_else(|| self.corrupt("exit queue key", "not 8 bytes"))?;
             out.push((ExitJobId(id), self.decode(&v, "exit queue")?));
@@ -379,7 +401,7 @@ impl Store {
     /// Durably removes exit job `id` (for exit processing that does not go
     /// through reassembly). Returns whether it existed.
     pub fn exit_job_done(&self, id: ExitJobId) -> Result<bool, StoreError> {
-        let mut tx = self.tx();
+        let mut tx = self.tx()?;
         let existed = tx.take_exit_job(id)?;
         tx.commit()?;
         Ok(existed)
@@ -390,14 +412,63 @@ impl Tx<'_> {
     /// Removes exit job `id` as part of this transaction; returns whether
     /// it existed.
     pub(crate) fn take_exit_job(&mut self, id: ExitJobId) -> Result<bool, StoreError> {
-        let ks = &self.store.inner.ks.exitq;
+        let e = self.engine.clone();
+        let ks = &e.ks.exitq;
         let key = id.0.to_be_bytes();
-        let existed = ks
-            .contains_key(key)
+        let size = ks
+            .size_of(key)
             .map_err(self.store.db_err("read exit queue"))?;
-        if existed {
-            self.batch.remove(ks, key);
-        }
-        Ok(existed)
+        let Some(size) = size else {
+            return Ok(false);
+        };
+        self.batch.remove(ks, key);
+        self.usage
+            .remove(Part::Exits, usize::try_from(size).unwrap_or(0));
+        Ok(true)
+    }
+}
+
+/// The pool's IDs as [`Store::pool_snapshot`] found them.
+pub struct PoolSnapshot {
+    len: usize,
+    iter: fjall::Iter,
+    store: Store,
+    /// Keeps the database the view belongs to.
+    _engine: std::sync::Arc<Engine>,
+}
+
+impl std::fmt::Debug for PoolSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolSnapshot")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PoolSnapshot {
+    /// Items in the pool when the snapshot was taken.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the pool was empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Iterator for PoolSnapshot {
+    type Item = Result<PoolId, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let guard = self.iter.next()?;
+        let store = &self.store;
+        Some(
+            guard
+                .key()
+                .map_err(store.db_err("list pool"))
+                .and_then(|k| be_u64(&k).ok_or_else(|| store.corrupt("pool key", "not 8 bytes")))
+                .map(PoolId),
+        )
     }
 }

@@ -339,7 +339,8 @@ fn meta_and_counters_persist() {
 fn corrupt_records_give_errors() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let ks = &store.inner.ks;
+    let e = store.engine().unwrap();
+    let ks = &e.ks;
     ks.pool
         .insert(7u64.to_be_bytes(), [0xff, 0xff, 0xff])
         .unwrap();
@@ -384,4 +385,73 @@ fn an_unknown_exit_type_byte_is_a_corrupt_record() {
     assert_eq!(bytes[18], 1);
     bytes[18] = 7;
     assert!(postcard::from_bytes::<ExitChunk>(&bytes).is_err());
+}
+
+#[test]
+fn usage_follows_every_change_and_matches_a_fresh_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_epoch_day(20_000);
+    let store = Store::open(dir.path()).unwrap();
+    let items: Vec<Inbound> = (0..6)
+        .map(|i| {
+            let item = if i % 3 == 2 {
+                exit_item(i)
+            } else {
+                fwd("http://a.onion", i)
+            };
+            inbound(i, &clock, item)
+        })
+        .collect();
+    store.accept_batch(&items).unwrap();
+    store.pool_insert(&[fwd("http://d.onion", 9)]).unwrap();
+    let u = store.usage();
+    assert_eq!(u.pool.count, 7);
+    assert!(u.pool.bytes > 5 * 20_480, "{u:?}");
+    let ids = store.pool_ids().unwrap();
+    store.release(&ids[..5], clock.now()).unwrap();
+    let now = clock.now();
+    let due = store.outbound_due(now, 10, &|_, _| false).unwrap();
+    store.outbound_delivered(due[0].id).unwrap();
+    store
+        .outbound_retry_at(due[1].id, now + Duration::from_secs(1))
+        .unwrap();
+    let jobs = store.exit_jobs(10).unwrap();
+    assert!(store.exit_job_done(jobs[0].0).unwrap());
+    let m = store
+        .mail_enqueue("example.org", b"To: a@example.org\n\nA", now)
+        .unwrap();
+    store
+        .mail_enqueue("example.org", b"To: b@example.org\n\nB", now)
+        .unwrap();
+    store
+        .mail_retry_prepared(m, now, b"a much longer prepared delivery than before")
+        .unwrap();
+    let u = store.usage();
+    assert_eq!(store.pool_count().unwrap(), 2);
+    assert_eq!(u.outbound.count as usize, store.outbound_len().unwrap());
+    assert_eq!(u.mail.count, 2);
+    drop(store);
+    let fresh = Store::open(dir.path()).unwrap().usage();
+    assert_eq!(fresh, u, "in-memory usage agrees with a count of the disk");
+}
+
+#[test]
+fn a_pool_snapshot_is_consistent_and_streams_in_key_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let ids = store
+        .pool_insert(
+            &(0..300u32)
+                .map(|i| fwd("http://a.onion", i as u8))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    let snap = store.pool_snapshot().unwrap();
+    assert_eq!(snap.len(), 300);
+    // Items added or released after the snapshot do not change it.
+    store.pool_insert(&[fwd("http://late.onion", 1)]).unwrap();
+    store.release(&ids[..10], SystemTime::UNIX_EPOCH).unwrap();
+    let seen: Vec<PoolId> = snap.map(Result::unwrap).collect();
+    assert_eq!(seen, ids);
+    assert_eq!(store.pool_count().unwrap(), 291);
 }

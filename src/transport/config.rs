@@ -12,7 +12,7 @@ use std::time::Duration;
 use mimix_settings::{Checked, check, duration, positive, size};
 use serde::{Deserialize, Serialize};
 
-use super::{ClientLimits, ServerLimits};
+use super::{ClientLimits, MinRate, ServerLimits};
 
 /// Smallest `max_body`: an armoured packet posted as a form is about 30 KB.
 const MIN_MAX_BODY: usize = 32 * 1024;
@@ -65,6 +65,18 @@ pub struct TransportConfig {
     pub max_conf_size: usize,
     /// Most inbound connections served at once.
     pub max_connections: usize,
+    /// Most inbound connections served at once from one source: one
+    /// address on the direct transport, one rendezvous circuit on the
+    /// onion service.
+    pub max_connections_per_source: usize,
+    /// Bytes per second a peer must keep sending, on average, while we
+    /// wait for a request head or body (after `data_rate_grace`); 0 for no
+    /// minimum.
+    #[serde(with = "size")]
+    pub min_data_rate: u64,
+    /// Time a peer gets before `min_data_rate` applies.
+    #[serde(with = "duration")]
+    pub data_rate_grace: Duration,
 }
 
 impl Default for TransportConfig {
@@ -81,6 +93,9 @@ impl Default for TransportConfig {
             max_body: server.max_body_bytes,
             max_conf_size: client.max_conf_bytes,
             max_connections: server.max_connections,
+            max_connections_per_source: server.max_connections_per_source,
+            min_data_rate: server.min_rate.rate,
+            data_rate_grace: server.min_rate.grace,
         }
     }
 }
@@ -101,6 +116,11 @@ impl TransportConfig {
         ServerLimits {
             max_body_bytes: self.max_body,
             max_connections: self.max_connections,
+            max_connections_per_source: self.max_connections_per_source,
+            min_rate: MinRate {
+                rate: self.min_data_rate,
+                grace: self.data_rate_grace,
+            },
             header_read_timeout: self.header_read_timeout,
             body_read_timeout: self.body_read_timeout,
             ..ServerLimits::DEFAULT
@@ -130,6 +150,17 @@ impl TransportConfig {
             "max_connections",
             || format!("must be 1 to 65536, got {}", self.max_connections),
         )?;
+        check(
+            (1..=self.max_connections).contains(&self.max_connections_per_source),
+            "max_connections_per_source",
+            || {
+                format!(
+                    "must be 1 to max_connections ({}), got {}",
+                    self.max_connections, self.max_connections_per_source
+                )
+            },
+        )?;
+        positive(self.data_rate_grace, "data_rate_grace")?;
         if self.kind == TransportKind::Direct {
             check(self.listen.ip().is_loopback(), "listen", || {
                 format!(

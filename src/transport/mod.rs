@@ -25,11 +25,14 @@
 //! and `localhost` and is meant for development and tests only. In
 //! production the same server and client code run over onion services.
 
+mod admission;
 pub mod client;
 mod config;
+mod files;
 pub mod form;
 pub mod loopback;
 pub mod peer;
+pub mod rate;
 pub mod server;
 pub mod tor;
 
@@ -48,9 +51,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use client::{ClientError, ClientLimits, fetch_conf, fetch_page, post_packet};
 pub use config::{TransportConfig, TransportKind};
+pub use files::raise_open_files;
 pub use loopback::LoopbackDialer;
 pub use peer::{PeerPolicy, PeerUrl, UrlError};
-pub use server::{Collector, Rejection, ServeError, Server, ServerLimits, serve_tcp};
+pub use rate::MinRate;
+pub use server::{Collector, Rejection, ServeError, Server, ServerLimits, Source, serve_tcp};
 pub use tor::TorDialer;
 
 /// The path packets are posted to.

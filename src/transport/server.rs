@@ -1,10 +1,19 @@
 //! The collector side: serves `POST /collector.py/msg` and
 //! `GET /remailer-conf.txt` on any byte stream.
 //!
-//! A [`Server`] owns the connection limit and the shutdown signal. The Tor
-//! transport calls [`Server::serve_connection`] for every rendezvous
-//! stream; the **insecure** loopback transport (plain TCP, no Tor, for
-//! development and tests only) uses [`Server::serve_tcp`] or [`serve_tcp`].
+//! A [`Server`] owns the connection limits and the shutdown signal. The
+//! Tor transport calls [`Server::serve_connection_from`] for every
+//! rendezvous stream, naming its circuit; the **insecure** loopback
+//! transport (plain TCP, no Tor, for development and tests only) uses
+//! [`Server::serve_tcp`] or [`serve_tcp`].
+//!
+//! Slow or hostile peers are bounded three ways: at most
+//! [`ServerLimits::max_connections`] connections at once, at most
+//! [`ServerLimits::max_connections_per_source`] from one source (an
+//! address, or a rendezvous circuit: see [`Source`]), and a minimum data
+//! rate while the server waits for a request head or body
+//! ([`ServerLimits::min_rate`], see [`super::rate`]), on top of the total
+//! head and body timeouts.
 //!
 //! Unlike the reference collector, which answers 200 to everything, the
 //! server answers honestly:
@@ -40,7 +49,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+pub use super::admission::Source;
+use super::admission::{SourceSlot, Sources};
 use super::form::decode_packet_form;
+use super::rate::{MinRate, Phase, RateGuard};
 use super::{COLLECTOR_PATH, CONF_PATH, PAGES};
 
 /// What the node does with what the transport receives.
@@ -91,6 +103,12 @@ pub struct ServerLimits {
     /// Most connections served at once; beyond it a connection gets a
     /// canned 503 (or, under a flood, is closed at once).
     pub max_connections: usize,
+    /// Most connections served at once from one [`Source`]; beyond it the
+    /// same.
+    pub max_connections_per_source: usize,
+    /// The data rate a peer must keep up while the server waits for a
+    /// request head or body.
+    pub min_rate: MinRate,
     /// Time allowed to receive a request head, counted from when the server
     /// starts waiting for it (so it also bounds an idle keep-alive).
     pub header_read_timeout: Duration,
@@ -111,7 +129,12 @@ impl ServerLimits {
         max_body_bytes: 64 * 1024,
         max_header_bytes: 8 * 1024,
         max_headers: 32,
-        max_connections: 64,
+        max_connections: 1024,
+        max_connections_per_source: 32,
+        min_rate: MinRate {
+            rate: 1024,
+            grace: Duration::from_secs(5),
+        },
         header_read_timeout: Duration::from_secs(30),
         body_read_timeout: Duration::from_secs(60),
         connection_lifetime: Duration::from_secs(600),
@@ -175,11 +198,13 @@ struct Inner<C> {
     connections: Arc<Semaphore>,
     /// One permit per connection being refused with a canned 503.
     refusals: Arc<Semaphore>,
+    /// Connections per source.
+    sources: Arc<Sources>,
     shutdown: CancellationToken,
 }
 
 enum Admission {
-    Serve(OwnedSemaphorePermit),
+    Serve(OwnedSemaphorePermit, SourceSlot),
     Refuse(OwnedSemaphorePermit),
     Drop,
 }
@@ -190,6 +215,7 @@ impl<C: Collector> Server<C> {
     pub fn new(collector: Arc<C>, limits: ServerLimits, shutdown: CancellationToken) -> Self {
         let max = limits.max_connections.clamp(1, MAX_CONNECTIONS);
         let max_connections = u32::try_from(max).unwrap_or(u32::MAX);
+        let sources = Sources::new(limits.max_connections_per_source);
         Self {
             inner: Arc::new(Inner {
                 collector,
@@ -197,6 +223,7 @@ impl<C: Collector> Server<C> {
                 max_connections,
                 connections: Arc::new(Semaphore::new(max)),
                 refusals: Arc::new(Semaphore::new(max)),
+                sources,
                 shutdown,
             }),
         }
@@ -210,7 +237,16 @@ impl<C: Collector> Server<C> {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let admission = self.admit();
+        self.serve_connection_from(io, Source::Unknown).await
+    }
+
+    /// As [`Server::serve_connection`], counting the connection against
+    /// `source` (at most [`ServerLimits::max_connections_per_source`]).
+    pub async fn serve_connection_from<I>(&self, io: I, source: Source) -> Result<(), ServeError>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let admission = self.admit(source);
         self.serve_admitted(io, admission).await
     }
 
@@ -227,9 +263,9 @@ impl<C: Collector> Server<C> {
                 accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     // Admitted here, in accept order, so the limit is exact.
-                    let admission = self.admit();
+                    let admission = self.admit(Source::Address(peer.ip()));
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(error = %e, "setting TCP_NODELAY failed");
                     }
@@ -261,9 +297,13 @@ impl<C: Collector> Server<C> {
         let _refused = self.inner.refusals.acquire_many(n).await;
     }
 
-    fn admit(&self) -> Admission {
-        if let Ok(p) = Arc::clone(&self.inner.connections).try_acquire_owned() {
-            Admission::Serve(p)
+    fn admit(&self, source: Source) -> Admission {
+        let serve = self.inner.sources.claim(source).and_then(|slot| {
+            let permit = Arc::clone(&self.inner.connections).try_acquire_owned();
+            permit.ok().map(|p| (p, slot))
+        });
+        if let Some((permit, slot)) = serve {
+            Admission::Serve(permit, slot)
         } else if let Ok(p) = Arc::clone(&self.inner.refusals).try_acquire_owned() {
             Admission::Refuse(p)
         } else {
@@ -275,8 +315,8 @@ impl<C: Collector> Server<C> {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let permit = match admission {
-            Admission::Serve(permit) => permit,
+        let (permit, source) = match admission {
+            Admission::Serve(permit, source) => (permit, source),
             Admission::Refuse(permit) => {
                 tracing::debug!("connection limit reached, answering 503");
                 refuse(io, self.inner.limits.retry_after).await;
@@ -290,9 +330,17 @@ impl<C: Collector> Server<C> {
         };
         let limits = &self.inner.limits;
         let inner = Arc::clone(&self.inner);
+        let phase = Phase::new();
+        let io = RateGuard::new(io, Arc::clone(&phase), limits.min_rate);
         let service = service_fn(move |req| {
-            let inner = Arc::clone(&inner);
-            async move { Ok::<_, Infallible>(handle(&inner, req).await) }
+            let (inner, phase) = (Arc::clone(&inner), Arc::clone(&phase));
+            async move {
+                phase.busy();
+                let response = handle(&inner, req, &phase).await;
+                // Answered: now the next request head is awaited.
+                phase.wait();
+                Ok::<_, Infallible>(response)
+            }
         });
         let mut builder = http1::Builder::new();
         builder
@@ -314,7 +362,7 @@ impl<C: Collector> Server<C> {
             Ok(res) => res.map_err(ServeError::from),
             Err(_) => Err(ServeError::GraceExpired),
         };
-        drop(permit);
+        drop((permit, source));
         result
     }
 }
@@ -388,10 +436,14 @@ where
     }
 }
 
-async fn handle<C: Collector>(inner: &Inner<C>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle<C: Collector>(
+    inner: &Inner<C>,
+    req: Request<Incoming>,
+    phase: &Phase,
+) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     match req.uri().path() {
-        COLLECTOR_PATH if method == Method::POST => submit(inner, req).await,
+        COLLECTOR_PATH if method == Method::POST => submit(inner, req, phase).await,
         COLLECTOR_PATH => method_not_allowed("POST"),
         CONF_PATH if method == Method::GET || method == Method::HEAD => {
             text(StatusCode::OK, inner.collector.remailer_conf())
@@ -408,7 +460,11 @@ async fn handle<C: Collector>(inner: &Inner<C>, req: Request<Incoming>) -> Respo
     }
 }
 
-async fn submit<C: Collector>(inner: &Inner<C>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn submit<C: Collector>(
+    inner: &Inner<C>,
+    req: Request<Incoming>,
+    phase: &Phase,
+) -> Response<Full<Bytes>> {
     let limits = &inner.limits;
     if !is_form(req.headers()) {
         return text(
@@ -425,13 +481,19 @@ async fn submit<C: Collector>(inner: &Inner<C>, req: Request<Incoming>) -> Respo
         ));
     }
     let reading = Limited::new(req.into_body(), max).collect();
-    let body = match tokio::time::timeout(limits.body_read_timeout, reading).await {
+    phase.wait();
+    let read = tokio::time::timeout(limits.body_read_timeout, reading).await;
+    phase.busy();
+    let body = match read {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return closing(text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Request body too large\n",
             ));
+        }
+        Ok(Err(e)) if timed_out(&*e) => {
+            return closing(text(StatusCode::REQUEST_TIMEOUT, "Request body too slow\n"));
         }
         Ok(Err(_)) => return closing(text(StatusCode::BAD_REQUEST, "Unreadable request body\n")),
         Err(_) => return closing(text(StatusCode::REQUEST_TIMEOUT, "Request body too slow\n")),
@@ -466,6 +528,21 @@ async fn submit<C: Collector>(inner: &Inner<C>, req: Request<Incoming>) -> Respo
             text(StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n")
         }
     }
+}
+
+/// Whether reading failed because the peer was too slow (the minimum data
+/// rate).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Whether the request's media type is `application/x-www-form-urlencoded`

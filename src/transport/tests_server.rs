@@ -389,3 +389,85 @@ async fn serve_connection_refuses_beyond_the_limit() {
         "{result:?}"
     );
 }
+
+#[tokio::test]
+async fn one_source_gets_at_most_its_share_of_the_slots() {
+    let run = Running::start(ServerLimits {
+        max_connections_per_source: 2,
+        ..test_limits()
+    })
+    .await;
+    // Two idle connections from 127.0.0.2 hold that source's share.
+    let from = |ip: &str| {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        socket.connect(run.addr)
+    };
+    let _a = from("127.0.0.2").await.unwrap();
+    let _b = from("127.0.0.2").await.unwrap();
+    let mut third = from("127.0.0.2").await.unwrap();
+    third.write_all(REQUEST).await.unwrap();
+    assert_eq!(read_response(&mut third).await.status, 503);
+    // Another source is served.
+    let mut other = from("127.0.0.3").await.unwrap();
+    other.write_all(REQUEST).await.unwrap();
+    assert_eq!(read_response(&mut other).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_peer_below_the_minimum_rate_is_cut_off() {
+    let run = Running::start(ServerLimits {
+        min_rate: super::MinRate {
+            rate: 1000,
+            grace: Duration::from_millis(300),
+        },
+        ..test_limits()
+    })
+    .await;
+    // A head trickled at 20 bytes a second: closed soon after the grace,
+    // long before the 30 s head timeout.
+    let mut slow = run.connect().await;
+    let started = tokio::time::Instant::now();
+    let trickle = async {
+        for b in b"POST /collector.py/msg HTTP/1.1\r\nHost: x\r\n".iter() {
+            if slow.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    trickle.await;
+    expect_closed(&mut slow).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A body trickled the same way gets 408.
+    let mut body = run.connect().await;
+    body.write_all(
+        b"POST /collector.py/msg HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/x-www-form-urlencoded\r\n\
+          Content-Length: 1000\r\n\r\nbase64=",
+    )
+    .await
+    .unwrap();
+    let writer = tokio::spawn(async move {
+        for _ in 0..100 {
+            if body.write_all(b"a").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        body
+    });
+    let mut body = writer.await.unwrap();
+    let response = read_response(&mut body).await;
+    assert_eq!(response.status, 408);
+
+    // A normal request on a fresh connection is unaffected.
+    let mut ok = run.connect().await;
+    ok.write_all(REQUEST).await.unwrap();
+    assert_eq!(read_response(&mut ok).await.status, 200);
+}

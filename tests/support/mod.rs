@@ -3,5 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod hop;
 pub mod net;
+pub mod proc;
 pub mod smtp;
+pub mod solo;

@@ -91,6 +91,11 @@ pub struct TorConfig {
     /// in its default (`<data_dir>/tor/cache`).
     #[serde(with = "path", skip_serializing_if = "path::is_unset")]
     pub cache_dir: PathBuf,
+    /// Most streams one client (one rendezvous circuit) may hold open on
+    /// our onion service at once; a circuit that opens more is torn down
+    /// (C tor's `HiddenServiceMaxStreams` with
+    /// `HiddenServiceMaxStreamsCloseCircuit`).
+    pub max_streams_per_circuit: u32,
 }
 
 impl Default for TorConfig {
@@ -103,6 +108,7 @@ impl Default for TorConfig {
             service_nickname: "mimix".into(),
             state_dir: PathBuf::new(),
             cache_dir: PathBuf::new(),
+            max_streams_per_circuit: 64,
         }
     }
 }
@@ -138,6 +144,11 @@ impl TorConfig {
         check(self.state_dir != self.cache_dir, "cache_dir", || {
             "must differ from tor.state_dir".into()
         })?;
+        check(
+            (1..=65_535).contains(&self.max_streams_per_circuit),
+            "max_streams_per_circuit",
+            || format!("must be 1 to 65535, got {}", self.max_streams_per_circuit),
+        )?;
         match self.network {
             NetworkKind::Public => self.validate_public(),
             NetworkKind::Custom => self.validate_custom(),

@@ -38,7 +38,7 @@ mod transport;
 pub use config::{Authority, FallbackRelay, NetworkKind, TorConfig};
 pub use error::TorError;
 pub use perms::check_key_permissions;
-pub use service::{IncomingStreams, ONION_SERVICE_PORT, OnionService, PublishState};
+pub use service::{CircuitId, IncomingStreams, ONION_SERVICE_PORT, OnionService, PublishState};
 pub use transport::{BootstrapProgress, DEFAULT_DIAL_TIMEOUT, TorTransport};
 
 /// A bidirectional byte stream: what [`TorTransport::dial`] returns and what

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use arti_client::{ErrorKind, HasKind};
 
-use futures::{Stream, StreamExt};
+use futures::future::Either;
+use futures::{FutureExt, Stream, StreamExt};
 use safelog::DisplayRedacted;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
@@ -15,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 use tor_cell::relaycell::msg::Connected;
 use tor_hsservice::status::State;
-use tor_hsservice::{HsNickname, RunningOnionService, StreamRequest};
+use tor_hsservice::{HsNickname, RendRequest, RunningOnionService, StreamRequest};
 use tor_proto::stream::IncomingStreamRequest;
 
 use crate::perms::check_key_permissions;
@@ -141,17 +142,29 @@ impl Drop for OnionService {
     }
 }
 
+/// Which rendezvous circuit a stream came on: a number given to each
+/// circuit in the order the service accepted them (nothing about the
+/// client behind it is known). Streams of one client share a circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CircuitId(pub u64);
+
 /// The streams clients open to an [`OnionService`] on port 80, in arrival
-/// order. Ends when the service stops.
+/// order, with the circuit each came on. Ends when the service stops.
 ///
 /// Each stream, when shut down, first waits up to a few seconds for the
 /// client to close its side (see the crate documentation on END cells).
 #[derive(Debug)]
-pub struct IncomingStreams(mpsc::Receiver<BoxedStream>);
+pub struct IncomingStreams(mpsc::Receiver<(BoxedStream, CircuitId)>);
 
 impl IncomingStreams {
     /// The next incoming stream, or `None` once the service has stopped.
     pub async fn accept(&mut self) -> Option<BoxedStream> {
+        self.0.recv().await.map(|(s, _)| s)
+    }
+
+    /// The next incoming stream and the rendezvous circuit it came on, or
+    /// `None` once the service has stopped.
+    pub async fn accept_with_circuit(&mut self) -> Option<(BoxedStream, CircuitId)> {
         self.0.recv().await
     }
 }
@@ -160,8 +173,31 @@ impl Stream for IncomingStreams {
     type Item = BoxedStream;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<BoxedStream>> {
-        self.0.poll_recv(cx)
+        self.0.poll_recv(cx).map(|s| s.map(|(s, _)| s))
     }
+}
+
+/// Accepts every rendezvous request (as `tor_hsservice::handle_rend_requests`
+/// does) and numbers the circuits, so each stream request carries its
+/// circuit's number.
+fn numbered_stream_requests<S>(rend_requests: S) -> impl Stream<Item = (CircuitId, StreamRequest)>
+where
+    S: Stream<Item = RendRequest>,
+{
+    rend_requests
+        .enumerate()
+        .flat_map_unordered(None, |(n, rend_request)| {
+            let circuit = CircuitId(n as u64);
+            Box::pin(rend_request.accept())
+                .map(move |outcome| match outcome {
+                    Ok(streams) => Either::Left(streams.map(move |s| (circuit, s))),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "accepting a rendezvous request failed");
+                        Either::Right(futures::stream::empty())
+                    }
+                })
+                .flatten_stream()
+        })
 }
 
 impl TorTransport {
@@ -187,6 +223,7 @@ impl TorTransport {
             .map_err(|_| TorError::InvalidNickname(nickname.to_owned()))?;
         let mut cfg = arti_client::config::onion_service::OnionServiceConfigBuilder::default();
         cfg.nickname(nick);
+        cfg.max_concurrent_streams_per_circuit(self.max_streams_per_circuit());
         let cfg = cfg.build().map_err(|e| TorError::Config(e.to_string()))?;
         // A service of the same name that was just dropped keeps its state
         // locked until its tasks have wound down: wait for that.
@@ -214,13 +251,13 @@ impl TorTransport {
             .to_string();
         let (tx, rx) = mpsc::channel(QUEUE);
         let accept_task = tokio::spawn(async move {
-            let requests = tor_hsservice::handle_rend_requests(rend_requests);
+            let requests = numbered_stream_requests(rend_requests);
             let mut requests = std::pin::pin!(requests);
-            while let Some(request) = requests.next().await {
+            while let Some((circuit, request)) = requests.next().await {
                 if tx.is_closed() {
                     break;
                 }
-                tokio::spawn(accept_one(request, tx.clone()));
+                tokio::spawn(accept_one(request, circuit, tx.clone()));
             }
         });
         let service = OnionService {
@@ -233,7 +270,11 @@ impl TorTransport {
 }
 
 /// Accept one stream request if it is for port 80, else close the circuit.
-async fn accept_one(request: StreamRequest, tx: mpsc::Sender<BoxedStream>) {
+async fn accept_one(
+    request: StreamRequest,
+    circuit: CircuitId,
+    tx: mpsc::Sender<(BoxedStream, CircuitId)>,
+) {
     let wanted = matches!(
         request.request(),
         IncomingStreamRequest::Begin(b) if b.port() == ONION_SERVICE_PORT
@@ -248,7 +289,8 @@ async fn accept_one(request: StreamRequest, tx: mpsc::Sender<BoxedStream>) {
     match tokio::time::timeout(ACCEPT_TIMEOUT, request.accept(Connected::new_empty())).await {
         Ok(Ok(stream)) => {
             // Fails only if nobody takes incoming streams any more.
-            let _ = tx.send(Box::new(Lingering::new(stream))).await;
+            let stream: BoxedStream = Box::new(Lingering::new(stream));
+            let _ = tx.send((stream, circuit)).await;
         }
         Ok(Err(e)) => tracing::debug!(error = %e, "accepting an onion stream failed"),
         Err(_) => tracing::debug!("accepting an onion stream timed out"),

@@ -62,6 +62,9 @@ pub struct TorTransport {
     dial_timeout: Duration,
     /// Latest bootstrap progress.
     progress: watch::Receiver<BootstrapProgress>,
+    /// Most streams one rendezvous circuit may hold open on our onion
+    /// services ([`TorConfig::max_streams_per_circuit`]).
+    max_streams_per_circuit: u32,
     /// Forwards Arti's bootstrap events into `progress`.
     progress_task: JoinHandle<()>,
 }
@@ -101,6 +104,7 @@ impl TorTransport {
         progress: watch::Sender<BootstrapProgress>,
     ) -> Result<TorTransport, TorError> {
         let state_dir = config.state_dir.as_path();
+        let max_streams_per_circuit = config.max_streams_per_circuit;
         create_private_dir(state_dir)?;
         create_private_dir(&config.cache_dir)?;
         check_key_permissions(state_dir)?;
@@ -128,6 +132,7 @@ impl TorTransport {
             isolation: IsolationMap::default(),
             dial_timeout: DEFAULT_DIAL_TIMEOUT,
             progress: progress_rx,
+            max_streams_per_circuit,
             progress_task,
         };
         // On error `transport` drops here, which stops the progress task.
@@ -194,6 +199,12 @@ impl TorTransport {
     /// The Arti client, for the onion-service code of this crate.
     pub(crate) fn client(&self) -> &Arc<TorClient<PreferredRuntime>> {
         &self.client
+    }
+
+    /// Most streams one rendezvous circuit may hold open on our onion
+    /// services.
+    pub(crate) fn max_streams_per_circuit(&self) -> u32 {
+        self.max_streams_per_circuit
     }
 }
 

@@ -61,10 +61,18 @@ async fn hello(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byte
     )))))
 }
 
-/// Serve HTTP/1.1 on every incoming onion stream until the service stops.
-fn spawn_http_server(mut incoming: IncomingStreams) -> tokio::task::JoinHandle<()> {
+/// The rendezvous circuit of every stream served, in arrival order.
+type Circuits = std::sync::Arc<std::sync::Mutex<Vec<mimix_tor::CircuitId>>>;
+
+/// Serve HTTP/1.1 on every incoming onion stream until the service stops,
+/// noting each stream's circuit in `circuits`.
+fn spawn_http_server(
+    mut incoming: IncomingStreams,
+    circuits: Circuits,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        while let Some(stream) = incoming.accept().await {
+        while let Some((stream, circuit)) = incoming.accept_with_circuit().await {
+            circuits.lock().unwrap().push(circuit);
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), hyper::service::service_fn(hello))
@@ -218,7 +226,8 @@ async fn scenario(svc_dir: &Path, cli_dir: &Path) {
     assert_eq!(service.onion_address(), onion);
     assert_private_identity_key(&svc_dir.join("state"));
     let launched = Instant::now();
-    let server = spawn_http_server(incoming);
+    let circuits = Circuits::default();
+    let server = spawn_http_server(incoming, circuits.clone());
     service
         .wait_published(Duration::from_secs(60))
         .await
@@ -286,6 +295,20 @@ async fn scenario(svc_dir: &Path, cli_dir: &Path) {
         lat[lat.len() / 2],
         lat[lat.len() - 1]
     );
+    // One client's streams come over one rendezvous circuit (a new one
+    // only if Arti had to rebuild it): the circuit is what the node's
+    // per-source limit counts on the onion service.
+    let seen = circuits.lock().unwrap().clone();
+    let mut distinct = seen.clone();
+    distinct.sort();
+    distinct.dedup();
+    eprintln!(
+        "{} streams arrived on {} rendezvous circuit(s)",
+        seen.len(),
+        distinct.len()
+    );
+    assert!(seen.len() >= 11, "{seen:?}");
+    assert!(distinct.len() <= 3, "one client, many circuits: {seen:?}");
 
     // Only port 80 is served.
     assert!(
@@ -327,7 +350,7 @@ async fn scenario(svc_dir: &Path, cli_dir: &Path) {
     let (svc2, onion2, incoming2, service2, _) = start_service(svc_dir, net.network()).await;
     assert_eq!(onion2, onion, "the address changed across a restart");
     let relaunched = Instant::now();
-    let server2 = spawn_http_server(incoming2);
+    let server2 = spawn_http_server(incoming2, Circuits::default());
     let (body, attempts) = get_with_retry(&client, &onion, "/again").await;
     assert_eq!(body, "hello /again");
     eprintln!(

@@ -124,6 +124,10 @@ pub struct PolicyConfig {
     /// Most distinct recipients per message. Default
     /// [`DEFAULT_MAX_RECIPIENTS`].
     pub max_recipients: usize,
+    /// Whether a recipient domain may be a public IP address
+    /// (`a@[192.0.2.1]`). Loopback, private and other non-public addresses
+    /// are refused either way. Default false.
+    pub allow_ip_literals: bool,
 }
 
 impl Default for PolicyConfig {
@@ -137,6 +141,7 @@ impl Default for PolicyConfig {
             allow_headers: Vec::new(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_recipients: DEFAULT_MAX_RECIPIENTS,
+            allow_ip_literals: false,
         }
     }
 }

@@ -9,7 +9,8 @@
 //! * Takes the recipients from `To:`, `Cc:` and `Bcc:` (deduplicated,
 //!   case-insensitively). Every address must be a plain ASCII
 //!   `local@domain` whose domain has at least one dot and is not an IP
-//!   literal; otherwise the whole message is refused.
+//!   address (`a@127.0.0.1`, `a@[10.0.0.1]`; public addresses pass only
+//!   with `allow_ip_literals`); otherwise the whole message is refused.
 //! * Drops the managed headers ([`MANAGED_HEADERS`]: `From`, `Sender`,
 //!   `Date`, `Message-ID`, `Bcc`, `Received`, `Return-Path`) whatever the
 //!   configuration says, then every header matching the deny list (default
@@ -21,10 +22,15 @@
 //!   random `Message-ID:` at the exit's domain, and the configured
 //!   `Comments:` line.
 //! * Copies the kept headers' raw bytes (their folding included) and the
-//!   body bytes unchanged, except that bare LF line ends become CRLF as SMTP
-//!   requires and a missing final line end is added. Header lines holding a
-//!   bare CR, a NUL, an over-long line (> 998 bytes) or a broken fold are
-//!   refused: they are how header injection is attempted.
+//!   body bytes unchanged, except that line ends are normalised: a bare LF
+//!   or a bare CR becomes CRLF, and a missing final line end is added.
+//!   RFC 5322 (2.3) allows CR and LF in a body only together as CRLF and
+//!   RFC 5321 (2.3.8) forbids an SMTP client to send them alone; a bare CR
+//!   passed on is what "SMTP smuggling" uses (`\r.\r\n` taken as the end of
+//!   the data by some servers). Normalised, every line end is a CRLF that
+//!   the SMTP client dot-stuffs. Header lines holding a bare CR, a NUL, an
+//!   over-long line (> 998 bytes) or a broken fold are refused: they are
+//!   how header injection is attempted.
 //!
 //! The envelope sender is the operator's address, never anything the sender
 //! supplied.
@@ -69,6 +75,7 @@ pub struct Policy {
     allow: Vec<Pattern>,
     max_message_size: usize,
     max_recipients: usize,
+    allow_ip_literals: bool,
 }
 
 impl Policy {
@@ -109,6 +116,7 @@ impl Policy {
             allow,
             max_message_size: config.max_message_size,
             max_recipients: config.max_recipients,
+            allow_ip_literals: config.allow_ip_literals,
         })
     }
 
@@ -159,7 +167,8 @@ impl Policy {
                 .get(h.offset_field as usize..h.offset_end as usize)
                 .ok_or(PolicyError::Unparseable)?;
             if matches!(h.name, HeaderName::To | HeaderName::Cc | HeaderName::Bcc) {
-                collect_recipients(&h.value, &mut recipients, &mut seen)?;
+                let found = (&mut recipients, &mut seen);
+                collect_recipients(&h.value, found, self.allow_ip_literals)?;
             }
             let Some(name) = raw_field_name(raw, h.name.as_str()) else {
                 continue;
@@ -228,8 +237,8 @@ impl Policy {
 
 fn collect_recipients(
     value: &HeaderValue<'_>,
-    out: &mut Vec<Address>,
-    seen: &mut HashSet<String>,
+    (out, seen): (&mut Vec<Address>, &mut HashSet<String>),
+    ip_literals: bool,
 ) -> Result<(), PolicyError> {
     let list = match value {
         HeaderValue::Address(a) => a,
@@ -238,7 +247,7 @@ fn collect_recipients(
     };
     for a in list.iter() {
         let text = a.address().ok_or(PolicyError::InvalidAddress)?;
-        let addr = recipient(text)?;
+        let addr = recipient(text, ip_literals)?;
         if seen.insert(addr_str(&addr).to_ascii_lowercase()) {
             out.push(addr);
         }
@@ -303,15 +312,19 @@ fn push_header(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PolicyError> {
     Ok(())
 }
 
-/// Appends the body, turning bare LF into CRLF and ending it with CRLF.
+/// Appends the body with every line end a CRLF (a bare LF or a bare CR
+/// becomes CRLF), ending it with CRLF.
 fn push_body(body: &[u8], out: &mut Vec<u8>) {
-    let mut prev = 0u8;
-    for &b in body {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
+    let mut bytes = body.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\r' => {
+                out.extend_from_slice(b"\r\n");
+                bytes.next_if_eq(&b'\n');
+            }
+            b'\n' => out.extend_from_slice(b"\r\n"),
+            _ => out.push(b),
         }
-        out.push(b);
-        prev = b;
     }
     if !body.is_empty() && !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");

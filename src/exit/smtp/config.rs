@@ -106,6 +106,11 @@ pub struct SmtpConfig {
     /// MX mode: time allowed for an MX lookup.
     #[serde(with = "duration")]
     pub dns_timeout: Duration,
+    /// MX mode: whether mail exchangers at loopback, private, link-local
+    /// or other non-public addresses may be contacted. Default false: a
+    /// recipient domain whose MX (or address) points into the exit's own
+    /// network is refused.
+    pub allow_private_mx: bool,
 }
 
 impl Default for SmtpConfig {
@@ -124,6 +129,7 @@ impl Default for SmtpConfig {
             command_timeout: Duration::from_secs(120),
             session_timeout: Duration::from_secs(600),
             dns_timeout: Duration::from_secs(15),
+            allow_private_mx: false,
         }
     }
 }

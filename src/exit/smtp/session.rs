@@ -2,6 +2,7 @@
 //! one transaction that settles each recipient.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::{
@@ -28,7 +29,11 @@ pub(super) enum TlsMode {
 /// A session with `host` on behalf of `mailer`.
 pub(super) struct Session<'a> {
     pub(super) mailer: &'a Mailer,
+    /// The server's name (for TLS, and to connect to when `addr` is not
+    /// given).
     pub(super) host: &'a str,
+    /// The address to connect to, already checked (MX mode).
+    pub(super) addr: Option<IpAddr>,
     pub(super) tls: TlsMode,
 }
 
@@ -185,14 +190,21 @@ impl Session<'_> {
         tls: Option<TlsParameters>,
     ) -> Result<AsyncSmtpConnection, DeliveryFailure> {
         let cfg = &self.mailer.config;
-        let connect = AsyncSmtpConnection::connect_tokio1(
-            (self.host, cfg.port),
-            Some(cfg.connect_timeout),
-            &self.mailer.hello,
-            tls,
-            None,
-        );
-        step(cfg.connect_timeout, connect).await
+        let (hello, timeout) = (&self.mailer.hello, Some(cfg.connect_timeout));
+        match self.addr {
+            Some(ip) => {
+                let server = SocketAddr::new(ip, cfg.port);
+                let connect =
+                    AsyncSmtpConnection::connect_tokio1(server, timeout, hello, tls, None);
+                step(cfg.connect_timeout, connect).await
+            }
+            None => {
+                let server = (self.host, cfg.port);
+                let connect =
+                    AsyncSmtpConnection::connect_tokio1(server, timeout, hello, tls, None);
+                step(cfg.connect_timeout, connect).await
+            }
+        }
     }
 
     fn tls_parameters(&self) -> Result<TlsParameters, DeliveryFailure> {
