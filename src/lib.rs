@@ -24,12 +24,17 @@
 //! mail); [`config`] aggregates the TOML configuration, each table owned by
 //! its subsystem; [`node`] wires it all together; [`clock`] injects time so
 //! that time-driven code is testable; [`net`] says what a host name is;
-//! [`safelog`] keeps identifying data out of the logs.
+//! [`safelog`] keeps identifying data out of the logs. The hidden
+//! `fuzzing` module (feature `fuzzing`) holds the properties the fuzz
+//! targets under `fuzz/` and `tests/fuzz_corpus.rs` check.
 
 pub mod clock;
 pub mod config;
 pub mod directory;
 pub mod exit;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keystore;
 pub mod net;
 pub mod node;

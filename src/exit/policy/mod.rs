@@ -21,10 +21,10 @@
 //!   random `Message-ID:` at the exit's domain, and the configured
 //!   `Comments:` line.
 //! * Copies the kept headers' raw bytes (their folding included) and the
-//!   body bytes unchanged, except that bare LF line ends become CRLF as SMTP
-//!   requires and a missing final line end is added. Header lines holding a
-//!   bare CR, a NUL, an over-long line (> 998 bytes) or a broken fold are
-//!   refused: they are how header injection is attempted.
+//!   body bytes unchanged, except that bare LF and bare CR become CRLF as
+//!   SMTP requires and a missing final line end is added. Header lines
+//!   holding a bare CR, a NUL, an over-long line (> 998 bytes) or a broken
+//!   fold are refused: they are how header injection is attempted.
 //!
 //! The envelope sender is the operator's address, never anything the sender
 //! supplied.
@@ -303,15 +303,16 @@ fn push_header(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PolicyError> {
     Ok(())
 }
 
-/// Appends the body, turning bare LF into CRLF and ending it with CRLF.
+/// Appends the body, turning bare LF and bare CR into CRLF (SMTP allows
+/// CR only in CRLF) and ending it with CRLF.
 fn push_body(body: &[u8], out: &mut Vec<u8>) {
-    let mut prev = 0u8;
-    for &b in body {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
+    let mut bytes = body.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\r' if bytes.peek() == Some(&b'\n') => {}
+            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
+            _ => out.push(b),
         }
-        out.push(b);
-        prev = b;
     }
     if !body.is_empty() && !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");

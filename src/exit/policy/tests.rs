@@ -241,6 +241,17 @@ fn lf_payloads_become_crlf_and_gain_a_final_line_end() {
 }
 
 #[test]
+fn bare_cr_in_the_body_becomes_crlf() {
+    // Found by the policy fuzz target: a bare CR reached SMTP unchanged.
+    let payload = b"To: alice@example.org\r\n\r\none\rtwo\r\r\nthree\r";
+    let d = apply(payload).unwrap();
+    assert_eq!(split(&d.message).1, b"one\r\ntwo\r\n\r\nthree\r\n");
+    let cr = d.message.iter().filter(|&&b| b == b'\r').count();
+    let lf = d.message.iter().filter(|&&b| b == b'\n').count();
+    assert_eq!(cr, lf);
+}
+
+#[test]
 fn bcc_is_removed_but_its_recipients_kept_once() {
     let d = apply(&full_payload()).unwrap();
     let rcpts: Vec<String> = d.envelope_to.iter().map(ToString::to_string).collect();
