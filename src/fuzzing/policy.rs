@@ -135,6 +135,36 @@ pub fn check(data: &[u8]) -> Result<&'static str, Violation> {
     }
 }
 
+/// What the policy made of an input, for reading a finding: the
+/// recipients and the message of the first pass, then of a second pass
+/// over the first's output.
+pub fn explain(data: &[u8]) -> Result<String, Violation> {
+    let presets = presets()?;
+    let pick = usize::from(data.first().copied().unwrap_or(0)) % presets.len().max(1);
+    let preset = presets
+        .get(pick)
+        .ok_or_else(|| Violation::Harness("no presets".into()))?;
+    let mut out = format!("preset {pick}\n");
+    let mut input = data.get(1..).unwrap_or_default().to_vec();
+    for pass in 1..=2 {
+        match apply(&preset.policy, &input) {
+            Ok(d) => {
+                let to: Vec<&str> = d.envelope_to.iter().map(AsRef::as_ref).collect();
+                let text = String::from_utf8_lossy(&d.message)
+                    .escape_debug()
+                    .to_string();
+                out.push_str(&format!("pass {pass}: to {to:?}\n{text}\n"));
+                input = d.message;
+            }
+            Err(e) => {
+                out.push_str(&format!("pass {pass}: {e:?}\n"));
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn refused(e: &PolicyError) -> Result<&'static str, Violation> {
     Ok(match e {
         PolicyError::Unparseable => "unparseable",
@@ -337,8 +367,11 @@ fn second_pass(preset: &Preset, d: &Delivery) -> Result<&'static str, Violation>
             ensure(again.message == d.message, TARGET, || {
                 "the policy applied to its own output changes it".into()
             })?;
+            // Distinct case-insensitively: the first pass may have kept
+            // another spelling from a blind copy.
+            let first: HashSet<String> = d.envelope_to.iter().map(lower).collect();
             ensure(
-                again.envelope_to.iter().all(|a| d.envelope_to.contains(a)),
+                again.envelope_to.iter().all(|a| first.contains(&lower(a))),
                 TARGET,
                 || "a second pass finds a new recipient".into(),
             )?;
@@ -347,6 +380,11 @@ fn second_pass(preset: &Preset, d: &Delivery) -> Result<&'static str, Violation>
         Err(PolicyError::NoRecipients) => Ok("delivered bcc only"),
         Err(e) => Err(prop(format!("the policy refuses its own output: {e}"))),
     }
+}
+
+fn lower(a: &lettre::Address) -> String {
+    let s: &str = a.as_ref();
+    s.to_ascii_lowercase()
 }
 
 /// The field name of a header line, if it has a valid one.

@@ -63,10 +63,21 @@ const COUNTERS: [&str; 8] = [
     counter::PARTIALS_EXPIRED,
 ];
 
+/// Inputs run on one store before it is replaced by a fresh one: its
+/// journal grows with every write, and reopening replays it.
+const INPUTS_PER_STORE: usize = 64;
+
 /// The store the inputs run on.
 pub struct Harness {
     dir: tempfile::TempDir,
-    store: Mutex<Option<Store>>,
+    state: Mutex<State>,
+}
+
+/// The current store and how many inputs it has run.
+struct State {
+    store: Option<Store>,
+    inputs: usize,
+    generation: usize,
 }
 
 /// The time each input starts at (the vectors' day).
@@ -99,26 +110,46 @@ impl Harness {
             .prefix("mimix-fuzz-store-")
             .tempdir_in(parent)
             .map_err(|e| Violation::Harness(format!("temporary directory: {e}")))?;
-        let store = Store::open(&dir.path().join("store")).map_err(harness_err)?;
+        let store = Store::open(&dir.path().join("store-0")).map_err(harness_err)?;
+        let state = State {
+            store: Some(store),
+            inputs: 0,
+            generation: 0,
+        };
         Ok(Self {
             dir,
-            store: Mutex::new(Some(store)),
+            state: Mutex::new(state),
         })
+    }
+
+    /// The store for the next input: the current one, or a fresh one
+    /// every [`INPUTS_PER_STORE`] inputs (or after a failed reopen).
+    fn take_store(&self, state: &mut State) -> Result<Store, Violation> {
+        state.inputs += 1;
+        if let Some(store) = state.store.take() {
+            if !state.inputs.is_multiple_of(INPUTS_PER_STORE) {
+                return Ok(store);
+            }
+            let old = store.path().to_owned();
+            drop(store);
+            std::fs::remove_dir_all(&old)
+                .map_err(|e| Violation::Harness(format!("remove {}: {e}", old.display())))?;
+        }
+        state.generation += 1;
+        let path = self.dir.path().join(format!("store-{}", state.generation));
+        Store::open(&path).map_err(harness_err)
     }
 
     /// Runs one input (see the module documentation); names the outcome:
     /// `completed` if a message was completed, else `stored`, `rejected`
     /// (only rejections, duplicates and dummies) or `empty`.
     pub fn check(&self, data: &[u8]) -> Result<&'static str, Violation> {
-        let mut guard = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        let store = match guard.take() {
-            Some(s) => s,
-            None => Store::open(&self.dir.path().join("store")).map_err(harness_err)?,
-        };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let store = self.take_store(&mut state)?;
         let mut run = Run::new(store, data.first().copied().unwrap_or(0))?;
         let result = run.ops(data.get(1..).unwrap_or_default());
         let result = result.and_then(|()| run.finish());
-        *guard = run.store.take();
+        state.store = run.store.take();
         result
     }
 }
