@@ -27,12 +27,17 @@
 //! [`safelog`] keeps identifying data out of the logs; [`admin`] shows the
 //! operator the running node (status, metrics, a status page) on a local
 //! listener.
+//! The hidden `fuzzing` module (feature `fuzzing`) holds the properties
+//! the fuzz targets under `fuzz/` and `tests/fuzz_corpus.rs` check.
 
 pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod directory;
 pub mod exit;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keystore;
 pub mod net;
 pub mod node;

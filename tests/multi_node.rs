@@ -9,7 +9,9 @@ mod support;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use support::net::{Network, assert_policed, counter, message};
+use mimix_packet::layout::SECTION_LEN;
+use mimix_packet::{armour, dearmour};
+use support::net::{Network, assert_policed, counter, message, post_packet};
 use support::smtp::{Received, SmtpSink};
 
 /// Time allowed for the messages to arrive.
@@ -142,6 +144,65 @@ fn messages_cross_three_hops_and_dummies_are_discarded() {
         delivered,
         started.elapsed()
     );
+}
+
+/// The armoured packet of a one-packet message with `subject` through
+/// `chain`, and a copy with one bit flipped in header section `section`.
+fn packet_and_tampered(
+    net: &Network,
+    chain: &[&str],
+    subject: &str,
+    section: usize,
+) -> [String; 2] {
+    let dir = net.root.path().join(subject);
+    std::fs::create_dir(&dir).unwrap();
+    let msg = dir.join("msg.eml");
+    std::fs::write(&msg, message(subject, "one packet\r\n")).unwrap();
+    let files = net.build(chain, Some(&msg), &dir);
+    assert_eq!(files.len(), 1);
+    let genuine = std::fs::read_to_string(&files[0]).unwrap();
+    let mut packet = dearmour(&genuine).unwrap();
+    packet.as_bytes_mut()[(section - 1) * SECTION_LEN + 700] ^= 1;
+    [genuine, armour(&packet)]
+}
+
+#[test]
+fn a_copy_tampered_in_section_3_and_posted_first_burns_the_genuine_packet() {
+    // The anti-tag of hop 1 covers header section 2 and the body only:
+    // hop 1 accepts a copy with section 3 flipped, recording its packet
+    // ID, and hop 2 catches it. A copy tampered where hop 1 checks is
+    // refused before its ID is recorded, so the genuine packet still goes.
+    let sink = SmtpSink::start();
+    let mut net = Network::start(
+        &[("t1", false), ("t2", false), ("t3", true)],
+        sink.port,
+        false,
+    );
+    let chain = ["t1", "t2", "t3"];
+    let port = net.node("t1").port;
+    let status = |text: &str| post_packet(port, text).unwrap().0;
+
+    let [kept, kept_tampered] = packet_and_tampered(&net, &chain, "kept", 2);
+    assert_eq!(status(&kept_tampered), 400, "hop 1 checks section 2");
+    assert_eq!(status(&kept), 200, "nothing was recorded for the copy");
+
+    let [burned, burned_tampered] = packet_and_tampered(&net, &chain, "burned", 3);
+    assert_eq!(status(&burned_tampered), 200, "hop 1 cannot see section 3");
+    assert_eq!(status(&burned), 409, "the genuine packet is now a replay");
+
+    let got = sink.wait_for(1, DELIVERY_TIMEOUT);
+    assert_policed(by_subject(&got, "kept"), "kept");
+    let t2 = wait_counter(net.node("t2"), "rejected_antitag", 1);
+    assert_eq!(counter(&t2, "rejected_antitag"), 1, "hop 2 caught the copy");
+    assert_eq!(counter(&t2, "packets_accepted"), 1, "only the kept packet");
+    let t1 = wait_counter(net.node("t1"), "outbound_given_up", 1);
+    assert_eq!(counter(&t1, "packets_accepted"), 2);
+    assert_eq!(counter(&t1, "packets_replayed"), 1);
+    assert_eq!(counter(&t1, "rejected_antitag"), 1);
+    assert_eq!(counter(&t1, "outbound_delivered"), 1);
+    let t3 = wait_counter(net.node("t3"), "mail_delivered", 1);
+    assert_eq!(counter(&t3, "packets_accepted"), 1);
+    assert_eq!(sink.received().len(), 1, "the burned message never arrives");
 }
 
 /// Stops `node` and reads its counters; while `name` is below `want`, runs

@@ -2,8 +2,12 @@
 //!
 //! The checks run in this order, and [`peel`] returns the packet ID only
 //! after **all** of them pass, so a caller that records IDs in its replay
-//! log never lets a tampered copy burn the genuine packet's ID (the
-//! reference logs the ID before the anti-tag and payload checks):
+//! log never lets a copy tampered in what this hop checks (header sections
+//! 1 and 2, the body) burn the genuine packet's ID (the reference logs the
+//! ID before the anti-tag and payload checks). Sections 3..10 are not
+//! covered by this hop's anti-tag: a copy with one of them flipped passes
+//! here and is caught by a later hop, after this one recorded its ID
+//! (`tests/tagging.rs`; a limit of the wire format).
 //!
 //! 1. SHA-512 digest of header section 1;
 //! 2. secret key lookup by key ID;

@@ -16,7 +16,8 @@
 //!   configuration says, then every header matching the deny list (default
 //!   [`DEFAULT_DENY_HEADERS`]) and, when an allow list is configured,
 //!   every header not on it (`To` and `Cc` are implicitly allowed). Header
-//!   lines whose field name is not valid are dropped.
+//!   lines whose field name is not valid, or that do not start a line, are
+//!   dropped.
 //! * Inserts the operator's `From:`, a `Date:` with the exit's own time
 //!   (UTC, so the sender's clock and time zone are not revealed), a fresh
 //!   random `Message-ID:` at the exit's domain, and the configured
@@ -35,6 +36,7 @@
 //! The envelope sender is the operator's address, never anything the sender
 //! supplied.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -146,13 +148,15 @@ impl Policy {
             });
         }
         let body_start = body_start(payload);
-        let head = payload.get(..body_start).ok_or(PolicyError::Unparseable)?;
+        let head = terminated(payload.get(..body_start).ok_or(PolicyError::Unparseable)?);
+        let head = head.as_ref();
         if head.trim_ascii().is_empty() {
             return Err(PolicyError::NoRecipients);
         }
+        // `None` means that not one header field was found.
         let parsed = MessageParser::default()
             .parse_headers(head)
-            .ok_or(PolicyError::Unparseable)?;
+            .ok_or(PolicyError::NoRecipients)?;
         let headers = parsed
             .parts
             .first()
@@ -170,7 +174,11 @@ impl Policy {
                 let found = (&mut recipients, &mut seen);
                 collect_recipients(&h.value, found, self.allow_ip_literals)?;
             }
-            let Some(name) = raw_field_name(raw, h.name.as_str()) else {
+            let start = h.offset_field as usize;
+            // A field must start a line: the parser also reads one out of
+            // an indented (folded) line, which would lose its indent here.
+            let line_start = start == 0 || head.get(start - 1) == Some(&b'\n');
+            let Some(name) = raw_field_name(raw, h.name.as_str()).filter(|_| line_start) else {
                 continue;
             };
             if self.keeps(&name) {
@@ -268,6 +276,19 @@ fn body_start(payload: &[u8]) -> usize {
         }
     }
     payload.len()
+}
+
+/// The header with a final line end. `mail-parser` drops the last address
+/// of a header that ends the input without one, which would pass that
+/// address on in the header unchecked (found by the policy fuzz target).
+fn terminated(head: &[u8]) -> Cow<'_, [u8]> {
+    if head.is_empty() || head.ends_with(b"\n") {
+        Cow::Borrowed(head)
+    } else {
+        let mut owned = head.to_vec();
+        owned.push(b'\n');
+        Cow::Owned(owned)
+    }
 }
 
 /// The lowercased field name of a raw header, if it is a valid name equal

@@ -287,6 +287,37 @@ fn ip_literal_recipients_are_refused() {
 }
 
 #[test]
+fn a_header_ending_the_payload_has_all_its_addresses_checked() {
+    // Found by the policy fuzz target: without a final line end the parser
+    // dropped the last address, which then passed in the To: line unchecked.
+    assert_eq!(
+        apply(b"To: A <a@example.org>, bob@nodot").unwrap_err(),
+        PolicyError::InvalidAddress
+    );
+    let d = apply(b"Subject: s\nTo: a@example.org, b@example.net").unwrap();
+    let rcpts: Vec<String> = d.envelope_to.iter().map(ToString::to_string).collect();
+    assert_eq!(rcpts, ["a@example.org", "b@example.net"]);
+    assert!(
+        d.message
+            .ends_with(b"To: a@example.org, b@example.net\r\n\r\n")
+    );
+}
+
+#[test]
+fn a_field_read_out_of_an_indented_line_is_dropped() {
+    // Found by the policy fuzz target: after a line that is no field, the
+    // parser reads "\t<x@example.org:rest>" as a field "<x@example.org"
+    // and the exit passed it on as a new header line, without its indent.
+    let d = apply(b"To: a@example.org\r\ngarbage\r\n\t<x@example.org:rest>\r\n\r\nb").unwrap();
+    let text = String::from_utf8(d.message).unwrap();
+    assert!(!text.contains("<x@example.org"), "{text}");
+    assert!(
+        text.contains("\r\nTo: a@example.org\r\n\r\nb\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn bcc_is_removed_but_its_recipients_kept_once() {
     let d = apply(&full_payload()).unwrap();
     let rcpts: Vec<String> = d.envelope_to.iter().map(ToString::to_string).collect();
