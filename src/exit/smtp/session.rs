@@ -179,12 +179,20 @@ impl Session<'_> {
         }
     }
 
-    /// Connects and reads the greeting and EHLO reply.
+    /// Connects and reads the greeting and EHLO reply (in plain text with
+    /// the fall back to HELO, see [`super::hello`]).
     async fn open(
         &self,
         tls: Option<TlsParameters>,
     ) -> Result<AsyncSmtpConnection, DeliveryFailure> {
         let cfg = &self.mailer.config;
+        if tls.is_none() {
+            let hello = super::hello::open(self.host, cfg.port, &self.mailer.hello);
+            return match tokio::time::timeout(cfg.connect_timeout, hello).await {
+                Ok(r) => r,
+                Err(_) => Err(DeliveryFailure::new(FailureKind::Timeout, "timed out")),
+            };
+        }
         let connect = AsyncSmtpConnection::connect_tokio1(
             (self.host, cfg.port),
             Some(cfg.connect_timeout),
