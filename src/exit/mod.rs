@@ -15,6 +15,7 @@ pub mod address;
 pub mod blocklist;
 pub mod delivery;
 mod error;
+pub mod gzip;
 pub mod mx;
 pub mod policy;
 pub mod reassembly;
