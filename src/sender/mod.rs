@@ -13,7 +13,7 @@
 //! chain, with one message ID: the exit delivers the message once
 //! (reassembly drops chunks of a message it already delivered).
 //!
-//! [`plan_compressed`] gzips the message first ([`compress`]); the exit
+//! [`plan_compressed`] gzips the message first ([`compress()`]); the exit
 //! inflates it after reassembly.
 
 use std::collections::HashMap;

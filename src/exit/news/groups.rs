@@ -94,7 +94,7 @@ fn is_component_char(b: u8) -> bool {
 }
 
 /// Whether `name` is a newsgroup name: dot-separated non-empty components
-/// of [`is_component_char`], at most [`MAX_NAME`] bytes.
+/// of letters, digits, `+`, `-` and `_`, at most [`MAX_NAME`] bytes.
 pub fn is_name(name: &str) -> bool {
     name.len() <= MAX_NAME
         && name
