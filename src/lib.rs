@@ -15,8 +15,9 @@
 //! 4. [`pool`] runs the timed dynamic pool and the dummy policy, moving
 //!    packets to the outbound queue or to the exit.
 //! 5. [`transport`] delivers queued packets to the next hop; [`exit`]
-//!    reassembles chunks, applies the header policy and the destination
-//!    blocklist, and delivers by SMTP.
+//!    reassembles chunks, inflates compressed payloads, applies the header
+//!    policy and the destination blocklist, and delivers by SMTP (or posts
+//!    to Usenet, by NNTP or through a mail2news gateway).
 //!
 //! Around that path: [`keystore`] owns our RSA keys, their rotation and the
 //! `remailer-conf.txt` we publish; [`directory`] knows the other remailers;

@@ -77,6 +77,14 @@ fn example_equals_the_defaults() {
         Duration::from_secs(5 * 86_400)
     );
     assert_eq!(loaded.exit.reassembly.max_partial_sets, 256);
+    assert_eq!(loaded.exit.max_decompressed_size, 2_610_180);
+    assert_eq!(loaded.exit.news.mode, mimix::exit::news::NewsMode::Off);
+    assert_eq!(loaded.exit.news.max_groups, 3);
+    assert_eq!(
+        loaded.exit.news.blocklist,
+        data_dir.join("newsgroup-blocklist.txt")
+    );
+    assert_eq!(loaded.exit.news.nntp.port(), 119);
     assert!(loaded.directory.remailers.is_empty());
     assert_eq!(loaded.admin.listen, mimix::admin::AdminListen::Unix);
     assert!(!loaded.admin.metrics);

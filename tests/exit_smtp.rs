@@ -203,6 +203,59 @@ async fn blocked_recipients_are_dropped_and_the_rest_delivered() {
     assert_eq!(exit.counts().rejected, 1);
 }
 
+#[tokio::test]
+async fn a_server_refusing_ehlo_gets_helo_on_the_same_connection() {
+    for reply in [
+        "502 5.5.1 EHLO not implemented",
+        "500 5.5.2 Error: command not recognized",
+    ] {
+        let sink = SmtpSink::refusing_ehlo(reply);
+        let exit = exit(&config(sink.port));
+        let mut payload = b"To: Alice <alice@example.org>\r\nSubject: helo\r\n\r\n".to_vec();
+        payload.extend_from_slice(BODY);
+        let mut d = prepare(&exit, &payload);
+        let sent = d.message.clone();
+        assert_eq!(
+            exit.deliver(&mut d).await,
+            DeliveryResult::Delivered,
+            "{reply}"
+        );
+        let got = sink.received();
+        assert_eq!(got.len(), 1, "{reply}");
+        let m = &got[0];
+        assert!(!m.esmtp, "the session used HELO after {reply:?}");
+        assert_eq!(m.helo, "mix.example");
+        assert_eq!(
+            m.connections, 1,
+            "HELO went on the connection EHLO was refused on"
+        );
+        assert_eq!(m.content, sent, "the message arrives exactly");
+        assert_eq!(m.rcpt_tos, ["alice@example.org"]);
+    }
+    // An ESMTP server still gets EHLO.
+    let sink = SmtpSink::start();
+    let exit = exit(&config(sink.port));
+    let mut d = prepare(&exit, b"To: alice@example.org\r\n\r\nhi\r\n");
+    assert_eq!(exit.deliver(&mut d).await, DeliveryResult::Delivered);
+    assert!(sink.received()[0].esmtp);
+}
+
+#[tokio::test]
+async fn a_4xx_to_ehlo_is_still_deferred() {
+    let sink = SmtpSink::refusing_ehlo("421 4.3.2 Service not available, closing channel");
+    let exit = exit(&config(sink.port));
+    let mut d = prepare(&exit, b"To: alice@example.org\r\n\r\nhi\r\n");
+    match exit.deliver(&mut d).await {
+        DeliveryResult::Retry(f) => {
+            assert_eq!(f.kind, FailureKind::Deferred);
+            assert_eq!(f.code, Some(421));
+        }
+        other => panic!("expected Retry, got {other:?}"),
+    }
+    assert_eq!(d.envelope_to.len(), 1);
+    assert!(sink.received().is_empty());
+}
+
 /// Answers MX queries from a fixed table.
 struct FakeDns(Vec<(&'static str, MxAnswer)>);
 

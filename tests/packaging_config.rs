@@ -44,6 +44,7 @@ fn packaged_config_keeps_all_state_under_var_lib() {
         ("tor.state_dir", config.tor.state_dir.clone()),
         ("tor.cache_dir", config.tor.cache_dir.clone()),
         ("exit.blocklist", config.exit.blocklist.clone()),
+        ("exit.news.blocklist", config.exit.news.blocklist.clone()),
     ] {
         assert!(path.starts_with(state), "{what} is {}", path.display());
     }

@@ -113,6 +113,38 @@ const FAMILIES: &[Family] = &[
         ],
     },
     Family {
+        name: "mimix_news_total",
+        help: "Usenet posts that passed the news policy, by outcome.",
+        label: "outcome",
+        members: &[("news_posted", "posted"), ("news_dropped", "dropped")],
+    },
+    Family {
+        name: "mimix_news_refused_total",
+        help: "Usenet posts the news policy refused, by reason.",
+        label: "reason",
+        members: &[
+            ("news_refused_control", "control"),
+            ("news_refused_approved", "approved"),
+            ("news_refused_crosspost", "crosspost"),
+            ("news_refused_blocked", "blocked"),
+            ("news_refused_bad_groups", "bad_groups"),
+            ("news_refused_with_recipients", "with_recipients"),
+        ],
+    },
+    Family {
+        name: "mimix_gzip_refused_total",
+        help: "Compressed payloads the exit refused, by reason.",
+        label: "reason",
+        members: &[
+            ("gzip_refused_too_large", "too_large"),
+            ("gzip_refused_corrupt", "corrupt"),
+            ("gzip_refused_truncated", "truncated"),
+            ("gzip_refused_bad_header", "bad_header"),
+            ("gzip_refused_multi_member", "multi_member"),
+            ("gzip_refused_trailing_data", "trailing_data"),
+        ],
+    },
+    Family {
         name: "mimix_exit_dummies_discarded_total",
         help: "Dummy messages that ended here.",
         label: "",

@@ -272,3 +272,53 @@ fn every_series_is_there_from_the_start() {
         "{text}"
     );
 }
+
+#[test]
+fn every_news_and_gzip_refusal_has_its_series() {
+    use crate::exit::PolicyError;
+    use crate::exit::gzip::GzipError;
+    use crate::exit::news::NewsRefusal;
+    let m = metrics::Metrics::new(0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default_for(dir.path());
+    let store = Store::open(&config.store_dir()).unwrap();
+    let news = [
+        NewsRefusal::Control,
+        NewsRefusal::Approved,
+        NewsRefusal::Crosspost { found: 4, max: 3 },
+        NewsRefusal::Blocked,
+        NewsRefusal::BadGroups,
+        NewsRefusal::WithRecipients,
+    ];
+    let gzip = [
+        GzipError::BadHeader,
+        GzipError::Truncated,
+        GzipError::Corrupt,
+        GzipError::TooLarge { limit: 1 },
+        GzipError::MultipleMembers,
+        GzipError::TrailingData,
+    ];
+    let errors = news
+        .iter()
+        .map(|r| PolicyError::News(*r))
+        .chain(gzip.iter().map(|g| PolicyError::Gzip(*g)));
+    for e in errors {
+        store.incr(&e.counter().unwrap(), 1).unwrap();
+    }
+    store.incr("news_posted", 2).unwrap();
+    let now = std::time::UNIX_EPOCH + Duration::from_secs(86_400 * 20_000);
+    let report =
+        StatusReport::from_store(&store, &config, now, &History::default(), Source::Live).unwrap();
+    m.update(&report, 0);
+    let text = m.render().unwrap();
+    for r in news {
+        let line = format!("mimix_news_refused_total{{reason=\"{}\"}} 1\n", r.reason());
+        assert!(text.contains(&line), "{line}");
+    }
+    for g in gzip {
+        let line = format!("mimix_gzip_refused_total{{reason=\"{}\"}} 1\n", g.reason());
+        assert!(text.contains(&line), "{line}");
+    }
+    assert!(text.contains("mimix_news_total{outcome=\"posted\"} 2\n"));
+    assert!(text.contains("mimix_news_total{outcome=\"dropped\"} 0\n"));
+}

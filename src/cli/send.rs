@@ -18,7 +18,7 @@ use mimix::config::{Config, default_data_dir};
 use mimix::directory::chain::{ChainSpec, Filters};
 use mimix::directory::snapshot::{FILE as SNAPSHOT, Snapshot};
 use mimix::directory::stats::{StatsDocument, render_json};
-use mimix::sender::{self, Planned, Remailers};
+use mimix::sender::{self, Compressed, Planned, Remailers};
 use mimix::transport::{ClientLimits, Dialer, LoopbackDialer, TorDialer, post_packet};
 use mimix_packet::{RemailerConf, armour};
 use mimix_tor::TorConfig;
@@ -76,6 +76,10 @@ pub struct SendArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Gzip the message before splitting it (the exit inflates it); says
+    /// how many packets that saved. For exits running mimix.
+    #[arg(long, conflicts_with = "dummy")]
+    gzip: bool,
     #[command(flatten)]
     network: NetworkArgs,
 }
@@ -213,34 +217,64 @@ impl SendArgs {
         Ok(Remailers::from_confs(&confs))
     }
 
-    fn plan(&self, today: u64) -> anyhow::Result<Vec<Planned>> {
+    /// The packets, and with `--gzip` what compression came to.
+    fn plan(&self, today: u64) -> anyhow::Result<(Vec<Planned>, Option<Compressed>)> {
         let spec: ChainSpec = self.chain.parse()?;
         let remailers = self.remailers(today)?;
         let filters = Filters::default();
         let rng = &mut rand::rng();
         if self.dummy {
-            return Ok(vec![sender::plan_dummy(
-                rng, &spec, &remailers, &filters, today,
-            )?]);
+            let dummy = sender::plan_dummy(rng, &spec, &remailers, &filters, today)?;
+            return Ok((vec![dummy], None));
         }
         let message = read_message(self.message.as_deref().or(self.file.as_deref()))?;
-        Ok(sender::plan(
-            rng,
-            &message,
-            &spec,
-            &remailers,
-            &filters,
-            self.copies,
-            today,
-        )?)
+        let (f, copies) = (&filters, self.copies);
+        if self.gzip {
+            let (planned, c) =
+                sender::plan_compressed(rng, &message, &spec, &remailers, f, copies, today)?;
+            return Ok((planned, Some(c)));
+        }
+        let planned = sender::plan(rng, &message, &spec, &remailers, f, copies, today)?;
+        Ok((planned, None))
     }
+}
+
+/// Tells on standard error what `--gzip` saved.
+fn report_gzip(c: &Compressed) {
+    let saved = c.packets_saved();
+    let what = if saved >= 0 { "saved" } else { "cost" };
+    eprintln!(
+        "gzip: {} -> {} bytes, {} -> {} packets ({what} {})",
+        c.plain_len,
+        c.payload.len(),
+        c.packets_before(),
+        c.packets_after(),
+        saved.unsigned_abs()
+    );
+}
+
+/// What `--gzip` saved, for `--json`.
+fn gzip_json(c: Option<&Compressed>) -> serde_json::Value {
+    c.map_or(serde_json::Value::Null, |c| {
+        json!({
+            "bytes_before": c.plain_len,
+            "bytes_after": c.payload.len(),
+            "packets_before": c.packets_before(),
+            "packets_after": c.packets_after(),
+            "packets_saved": c.packets_saved(),
+        })
+    })
 }
 
 /// `mimix send`.
 pub fn send(a: SendArgs) -> anyhow::Result<()> {
-    let planned = a.plan(SystemClock.epoch_day())?;
+    let (planned, compressed) = a.plan(SystemClock.epoch_day())?;
+    if let Some(c) = &compressed {
+        report_gzip(c);
+    }
+    let gzip = gzip_json(compressed.as_ref());
     if let Some(dir) = &a.out {
-        return write_packets(&a, dir, &planned);
+        return write_packets(&a, dir, &planned, gzip);
     }
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     // Arti writes its state when the runtime stops: the folder outlives it.
@@ -252,7 +286,7 @@ pub fn send(a: SendArgs) -> anyhow::Result<()> {
         let dialer = a.network.dialer(tmp.path()).await?;
         let stop = tokio::signal::ctrl_c();
         tokio::select! {
-            r = post_all(&a, &*dialer, &planned) => r,
+            r = post_all(&a, &*dialer, &planned, gzip) => r,
             _ = stop => bail!("interrupted"),
         }
     });
@@ -262,7 +296,12 @@ pub fn send(a: SendArgs) -> anyhow::Result<()> {
 }
 
 /// Posts every packet to its first hop, reporting each.
-async fn post_all(a: &SendArgs, dialer: &dyn Dialer, planned: &[Planned]) -> anyhow::Result<()> {
+async fn post_all(
+    a: &SendArgs,
+    dialer: &dyn Dialer,
+    planned: &[Planned],
+    gzip: serde_json::Value,
+) -> anyhow::Result<()> {
     let limits = ClientLimits::default();
     let mut results = Vec::new();
     let mut failed = 0;
@@ -295,10 +334,11 @@ async fn post_all(a: &SendArgs, dialer: &dyn Dialer, planned: &[Planned]) -> any
     }
     if a.json {
         let sent = planned.len() - failed;
-        println!(
-            "{}",
-            json!({ "packets": planned.len(), "sent": sent, "results": results })
-        );
+        let mut out = json!({ "packets": planned.len(), "sent": sent, "results": results });
+        if !gzip.is_null() {
+            out["gzip"] = gzip;
+        }
+        println!("{out}");
     }
     if failed > 0 {
         bail!("{failed} of {} packets could not be posted", planned.len());
@@ -328,7 +368,12 @@ async fn post_with_retries(
 }
 
 /// `--out`: writes `packet-N.txt` files instead of sending.
-fn write_packets(a: &SendArgs, dir: &Path, planned: &[Planned]) -> anyhow::Result<()> {
+fn write_packets(
+    a: &SendArgs,
+    dir: &Path,
+    planned: &[Planned],
+    gzip: serde_json::Value,
+) -> anyhow::Result<()> {
     mimix_settings::fs::create_private_dir(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     for (i, p) in planned.iter().enumerate() {
@@ -341,10 +386,11 @@ fn write_packets(a: &SendArgs, dir: &Path, planned: &[Planned]) -> anyhow::Resul
     }
     if a.json {
         let firsts: Vec<&str> = planned.iter().map(Planned::first_hop).collect();
-        println!(
-            "{}",
-            json!({ "packets": planned.len(), "first_hops": firsts })
-        );
+        let mut out = json!({ "packets": planned.len(), "first_hops": firsts });
+        if !gzip.is_null() {
+            out["gzip"] = gzip;
+        }
+        println!("{out}");
     }
     Ok(())
 }

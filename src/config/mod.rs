@@ -372,6 +372,11 @@ impl Config {
         if let Some(p) = &self.exit.smtp.password_file {
             self.exit.smtp.password_file = Some(fix("exit.smtp.password_file", p)?);
         }
+        let news = &mut self.exit.news;
+        news.blocklist = fix("exit.news.blocklist", &news.blocklist)?;
+        if let Some(p) = &news.nntp.password_file {
+            news.nntp.password_file = Some(fix("exit.news.nntp.password_file", p)?);
+        }
         if let Some(p) = &self.node.help_file {
             self.node.help_file = Some(fix("node.help_file", p)?);
         }
@@ -398,6 +403,10 @@ impl Config {
         fill(&mut self.tor.state_dir, data.join("tor").join("state"));
         fill(&mut self.tor.cache_dir, data.join("tor").join("cache"));
         fill(&mut self.exit.blocklist, data.join("blocklist.txt"));
+        fill(
+            &mut self.exit.news.blocklist,
+            data.join("newsgroup-blocklist.txt"),
+        );
     }
 }
 

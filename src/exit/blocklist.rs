@@ -174,7 +174,7 @@ fn check_domain(d: &str) -> Result<(), &'static str> {
 
 /// What identifies one version of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub(super) struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     #[cfg(unix)]
@@ -276,7 +276,8 @@ impl Blocklist {
     }
 }
 
-fn stat(path: &Path) -> Result<Option<Stamp>, BlocklistError> {
+/// The version of the file at `path`, `None` if it is missing.
+pub(super) fn stat(path: &Path) -> Result<Option<Stamp>, BlocklistError> {
     match std::fs::metadata(path) {
         Ok(meta) => Ok(Some(Stamp::of(&meta))),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -289,12 +290,17 @@ fn stat(path: &Path) -> Result<Option<Stamp>, BlocklistError> {
 }
 
 fn read(path: &Path) -> Result<Rules, BlocklistError> {
+    Rules::parse(&read_text(path)?)
+}
+
+/// Reads a rules file as UTF-8 text.
+pub(super) fn read_text(path: &Path) -> Result<String, BlocklistError> {
     let bytes = std::fs::read(path).map_err(|source| BlocklistError::Io {
         op: "read",
         path: path.to_owned(),
         source,
     })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
+    String::from_utf8(bytes).map_err(|e| {
         let valid = e
             .as_bytes()
             .get(..e.utf8_error().valid_up_to())
@@ -303,8 +309,7 @@ fn read(path: &Path) -> Result<Rules, BlocklistError> {
             line: valid.iter().filter(|&&b| b == b'\n').count() + 1,
             reason: "not UTF-8",
         }
-    })?;
-    Rules::parse(&text)
+    })
 }
 
 #[cfg(test)]

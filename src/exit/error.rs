@@ -50,6 +50,12 @@ pub enum PolicyError {
     /// An encoded [`Delivery`] is malformed.
     #[error("malformed encoded delivery")]
     BadEncoding,
+    /// A Usenet post the news policy refuses.
+    #[error("post refused: {0}")]
+    News(#[from] super::news::NewsRefusal),
+    /// A compressed payload that could not be inflated.
+    #[error("compressed payload refused: {0}")]
+    Gzip(#[from] super::gzip::GzipError),
     /// Configuration: `from` is not a mailbox with a display name
     /// containing "Anonymous" in printable ASCII.
     #[error("invalid exit from {0:?}: {1}")]
@@ -69,4 +75,17 @@ pub enum PolicyError {
     /// Configuration: a size or count limit is out of range.
     #[error("invalid limit: {0}")]
     BadLimit(&'static str),
+}
+
+impl PolicyError {
+    /// The counter this refusal is counted under besides `exit_rejected`,
+    /// for the refusals of posts (`news_refused_<reason>`) and compressed
+    /// payloads (`gzip_refused_<reason>`).
+    pub fn counter(&self) -> Option<String> {
+        match self {
+            Self::News(r) => Some(format!("news_refused_{}", r.reason())),
+            Self::Gzip(g) => Some(format!("gzip_refused_{}", g.reason())),
+            _ => None,
+        }
+    }
 }

@@ -6,6 +6,11 @@
 //! [`blocklist`]) and [`Exit::deliver`] (SMTP, [`smtp`], with MX routing in
 //! [`mx`]).
 //!
+//! [`Exit::prepare_outgoing`] is the whole way in: a compressed payload is
+//! inflated first ([`gzip`]), and with Usenet posting on a post goes
+//! through the news policy ([`news`]) instead, to a mail2news gateway or
+//! to a news server ([`nntp`], [`Exit::post`]).
+//!
 //! Nothing is ever bounced to the anonymous sender: a payload the policy
 //! refuses, a blocked recipient and a permanent SMTP failure are dropped
 //! and counted. Temporary failures come back as [`DeliveryResult::Retry`]
@@ -15,10 +20,15 @@ pub mod address;
 pub mod blocklist;
 pub mod delivery;
 mod error;
+pub mod gzip;
 pub mod mx;
+pub mod news;
+pub mod nntp;
+pub mod outgoing;
 pub mod policy;
 pub mod reassembly;
 pub mod smtp;
+pub mod watched;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,12 +42,15 @@ use crate::clock::Clock;
 use crate::queue::{Caps, Retry};
 use blocklist::{Blocklist, BlocklistError};
 use mx::MxResolver;
+use news::{News, NewsConfig, Post};
+use nntp::NntpError;
 use policy::{Policy, PolicyConfig};
 use reassembly::ReassemblyConfig;
 use smtp::{DeliveryFailure, FailureKind, Mailer, SmtpConfig, SmtpError, SmtpMode};
 
 pub use delivery::Delivery;
 pub use error::PolicyError;
+pub use outgoing::Outgoing;
 pub use smtp::DeliveryResult;
 
 /// Errors setting up the exit.
@@ -52,14 +65,17 @@ pub enum ExitError {
     /// The SMTP settings are invalid.
     #[error("exit smtp: {0}")]
     Smtp(#[from] SmtpError),
-    /// The blocklist could not be loaded.
+    /// The blocklist (or the newsgroup blocklist) could not be loaded.
     #[error("exit blocklist: {0}")]
     Blocklist(#[from] BlocklistError),
+    /// The NNTP settings are invalid or the password file unreadable.
+    #[error("exit news: {0}")]
+    Nntp(#[from] NntpError),
 }
 
 /// `[exit]`: everything an exit node needs (used only with
 /// `node.smtp_exit = true`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExitConfig {
     /// File of blocked destination addresses; a missing file blocks
@@ -76,12 +92,45 @@ pub struct ExitConfig {
     pub retry: MailRetryConfig,
     /// `[exit.reassembly]`: incomplete multi-chunk messages.
     pub reassembly: ReassemblyConfig,
+    /// Largest payload a compressed one may inflate to; larger ones are
+    /// refused ([`gzip`]).
+    #[serde(with = "size")]
+    pub max_decompressed_size: usize,
+    /// `[exit.news]`: Usenet posting.
+    pub news: NewsConfig,
+}
+
+impl Default for ExitConfig {
+    fn default() -> Self {
+        Self {
+            blocklist: PathBuf::new(),
+            policy: PolicyConfig::default(),
+            smtp: SmtpConfig::default(),
+            retry: MailRetryConfig::default(),
+            reassembly: ReassemblyConfig::default(),
+            max_decompressed_size: gzip::DEFAULT_LIMIT,
+            news: NewsConfig::default(),
+        }
+    }
 }
 
 impl ExitConfig {
     /// Checks the settings without touching files or the network; fields
     /// are named relative to the table.
     pub fn validate(&self) -> Checked {
+        let n = self.max_decompressed_size;
+        check(
+            (gzip::MIN_LIMIT..=gzip::DEFAULT_LIMIT).contains(&n),
+            "max_decompressed_size",
+            || {
+                format!(
+                    "must be {} to {}, got {n}",
+                    gzip::MIN_LIMIT,
+                    gzip::DEFAULT_LIMIT
+                )
+            },
+        )?;
+        self.news.validate().map_err(|e| e.within("news"))?;
         self.policy.validate().map_err(|e| e.within("policy"))?;
         self.smtp.validate().map_err(|e| e.within("smtp"))?;
         self.retry.validate().map_err(|e| e.within("retry"))?;
@@ -210,6 +259,10 @@ pub struct Exit {
     counters: Counters,
     /// The relay host, in relay mode.
     relay: Option<String>,
+    /// Usenet posting, when on.
+    news: Option<News>,
+    /// [`ExitConfig::max_decompressed_size`].
+    inflate_limit: usize,
 }
 
 impl std::fmt::Debug for Exit {
@@ -217,6 +270,7 @@ impl std::fmt::Debug for Exit {
         f.debug_struct("Exit")
             .field("mailer", &self.mailer)
             .field("blocklist", &self.blocklist.as_ref().map(Blocklist::path))
+            .field("news", &self.news)
             .finish_non_exhaustive()
     }
 }
@@ -259,17 +313,80 @@ impl Exit {
             clock,
             counters: Counters::default(),
             relay,
+            news: News::new(&config.news)?,
+            inflate_limit: config.max_decompressed_size,
         })
     }
 
-    /// The destination a message queued for `domain` (its first
-    /// recipient's domain, see [`address::first_recipient_domain`]) is
-    /// delivered to, the key of the mail queue's per-destination cap: the
-    /// relay in relay mode, else the domain itself.
+    /// The destination a message queued for `domain` (its routing hint,
+    /// see [`route_hint`]) is delivered to, the key of the mail queue's
+    /// per-destination cap: the relay in relay mode, else the domain
+    /// itself; for a post ([`news::NEWS_HINT`]) the news server, or the
+    /// gateway's domain.
     pub fn destination(&self, domain: &str) -> String {
+        let gateway;
+        let domain = match &self.news {
+            Some(news) if domain == news::NEWS_HINT => match news.destination() {
+                Ok(server) => return server,
+                Err(gateway_domain) => {
+                    gateway = gateway_domain;
+                    &gateway
+                }
+            },
+            _ => domain,
+        };
         match &self.relay {
             Some(host) => host.clone(),
             None => domain.to_owned(),
+        }
+    }
+
+    /// Everything between the mail queue and the way out: inflates a
+    /// compressed payload ([`gzip`]), then polices a Usenet post with the
+    /// news policy ([`news`], when posting is on) or anything else as
+    /// mail ([`Exit::prepare`]). An `Err` means: drop the payload (it is
+    /// counted here; [`PolicyError::counter`] names its own counter).
+    pub fn prepare_outgoing<R: rand::CryptoRng + ?Sized>(
+        &self,
+        payload: &[u8],
+        rng: &mut R,
+    ) -> Result<Outgoing, PolicyError> {
+        let inflated;
+        let payload = if gzip::is_gzip(payload) {
+            match gzip::decompress(payload, self.inflate_limit) {
+                Ok(p) => {
+                    inflated = p;
+                    inflated.as_slice()
+                }
+                Err(e) => return Err(self.refused(e.into())),
+            }
+        } else {
+            payload
+        };
+        match &self.news {
+            Some(news) if news::is_post(payload) => news
+                .prepare(&self.policy, payload, self.clock.now(), rng)
+                .map_err(|e| self.refused(e)),
+            _ => self.prepare(payload, rng).map(Outgoing::Mail),
+        }
+    }
+
+    /// Counts a refusal and hands it back.
+    fn refused(&self, e: PolicyError) -> PolicyError {
+        bump(&self.counters.rejected, 1);
+        tracing::debug!(reason = %e, "exit: payload dropped");
+        e
+    }
+
+    /// Tries to post `post` once (to the news server; see
+    /// [`News::post`]).
+    pub async fn post(&self, post: &Post) -> DeliveryResult {
+        match &self.news {
+            Some(news) => news.post(post).await,
+            None => DeliveryResult::Failed(DeliveryFailure::new(
+                FailureKind::NoRoute,
+                "news posting is off",
+            )),
         }
     }
 
@@ -354,6 +471,19 @@ impl Exit {
         }
     }
 
+    /// Checks a prepared item again before an attempt: the recipients of
+    /// mail on the blocklist are removed ([`Exit::drop_blocked`]); posts
+    /// are checked before each attempt by [`Exit::post`] or, for a
+    /// gateway, like mail.
+    pub fn recheck(&self, out: &mut Outgoing) {
+        match out {
+            Outgoing::Mail(d) | Outgoing::News(d) => {
+                self.drop_blocked(d);
+            }
+            Outgoing::Post(_) => {}
+        }
+    }
+
     /// Removes blocked recipients (reading the blocklist file again if it
     /// changed: blocking); returns how many.
     pub fn drop_blocked(&self, delivery: &mut Delivery) -> usize {
@@ -368,3 +498,28 @@ impl Exit {
         blocked
     }
 }
+
+/// The routing hint a complete payload is queued under (the mail queue's
+/// destination, mapped to a cap key by [`Exit::destination`]): the first
+/// recipient's domain ([`address::first_recipient_domain`]), or
+/// [`news::NEWS_HINT`] for a post without mail recipients. The header of a
+/// compressed payload is read from its first [`gzip::PEEK_LEN`] inflated
+/// bytes.
+pub fn route_hint(payload: &[u8]) -> String {
+    let peeked;
+    let payload = if gzip::is_gzip(payload) {
+        peeked = gzip::peek(payload, gzip::PEEK_LEN);
+        peeked.as_slice()
+    } else {
+        payload
+    };
+    let domain = address::first_recipient_domain(payload);
+    if domain.is_empty() && news::is_post(payload) {
+        news::NEWS_HINT.to_owned()
+    } else {
+        domain
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -167,9 +167,9 @@ pub fn prune(store: &Store, now: SystemTime) -> Result<usize, ReassemblyError> {
     Ok(store.prune_partials(now)?)
 }
 
-/// Queues a complete message for SMTP under its first recipient's
-/// domain, and remembers its ID so that copies of it are not delivered
-/// again.
+/// Queues a complete message for SMTP under its routing hint (its first
+/// recipient's domain, see [`super::route_hint`]), and remembers its ID
+/// so that copies of it are not delivered again.
 fn complete(
     tx: &mut Tx<'_>,
     limits: &ReassemblyConfig,
@@ -178,7 +178,7 @@ fn complete(
     now: SystemTime,
 ) -> Result<MailId, StoreError> {
     tx.mark_message_done(&c.msg_id, now + limits.expiry);
-    let domain = super::address::first_recipient_domain(message);
+    let domain = super::route_hint(message);
     tx.enqueue_mail(&domain, message, now)
 }
 

@@ -17,7 +17,9 @@
 //! folds that into one [`DeliveryResult`] per message.
 //!
 //! Every step has a timeout; the EHLO name is configured (default: the
-//! exit's mail domain) so the machine's host name is never announced.
+//! exit's mail domain) so the machine's host name is never announced. A
+//! server that refuses EHLO gets HELO on the same connection
+//! (RFC 5321 4.1.4; see the private `hello` module).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use super::delivery::Delivery;
 use super::mx::{self, HickoryResolver, MxError, MxResolver};
 
 mod config;
+mod hello;
 mod session;
 
 use config::read_password;

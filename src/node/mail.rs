@@ -4,12 +4,20 @@
 //! once, `per_destination` to the relay or to one recipient domain).
 //!
 //! A message's first attempt runs the header policy and blocklist on the
-//! sender's bytes. When some recipients are deferred, the prepared
-//! delivery to just those recipients replaces the message in the queue (in
-//! the same batch as the retry), flagged as prepared, so a retry never
-//! re-sends to recipients that already have it and never runs sender bytes
-//! past the policy as if they were prepared. Parsing and the blocklist run
-//! on the blocking pool; only the SMTP session runs on the runtime.
+//! sender's bytes ([`Exit::prepare_outgoing`]: a compressed payload is
+//! inflated, a Usenet post policed as news). When some recipients are
+//! deferred, the prepared delivery to just those recipients replaces the
+//! message in the queue (in the same batch as the retry), flagged as
+//! prepared, so a retry never re-sends to recipients that already have it
+//! and never runs sender bytes past the policy as if they were prepared.
+//! A post for the news server is kept the same way, prepared, so its
+//! retries carry the same Message-ID. Inflating, parsing and the blocklist
+//! run on the blocking pool; only the SMTP and NNTP sessions run on the
+//! runtime.
+//!
+//! Besides the store's mail counters, posts are counted as `news_posted`
+//! and `news_dropped`, and refusals with a reason of their own under
+//! [`PolicyError::counter`].
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,7 +27,7 @@ use tracing::debug;
 
 use super::{Shared, blocking, every};
 use crate::exit::reassembly;
-use crate::exit::{Delivery, DeliveryResult, Exit, ExitCounts, PolicyError};
+use crate::exit::{DeliveryResult, Exit, ExitCounts, Outgoing, PolicyError};
 use crate::queue::{Attempt, Due, Outcome, Queue, Skip, Worker};
 use crate::store::{MailId, StoreError, counter};
 
@@ -27,6 +35,11 @@ use crate::store::{MailId, StoreError, counter};
 const TICK: Duration = Duration::from_millis(500);
 /// Exit chunks reassembled per tick.
 const CHUNKS_PER_TICK: usize = 256;
+/// Posts accepted by the news server or the mail2news gateway's SMTP
+/// server.
+pub(crate) const NEWS_POSTED: &str = "news_posted";
+/// Posts given up on (a permanent failure, or the retry period over).
+pub(crate) const NEWS_DROPPED: &str = "news_dropped";
 
 /// A queued message: the sender's bytes, or a prepared delivery.
 pub(crate) struct Mail {
@@ -57,20 +70,24 @@ impl MailQueue {
     }
 
     /// The policy and blocklist, on the blocking pool.
-    async fn prepare(&self, mail: &Mail) -> Result<Delivery, PolicyError> {
+    async fn prepare(&self, mail: &Mail) -> Result<Outgoing, PolicyError> {
         let (exit, payload, prepared) = (self.exit.clone(), mail.payload.clone(), mail.prepared);
         let job = move || {
             if prepared {
-                let mut delivery = Delivery::decode(&payload)?;
-                exit.drop_blocked(&mut delivery);
-                Ok(delivery)
+                let mut out = Outgoing::decode(&payload)?;
+                exit.recheck(&mut out);
+                Ok(out)
             } else {
-                exit.prepare(&payload, &mut rand::rng())
+                exit.prepare_outgoing(&payload, &mut rand::rng())
             }
         };
         tokio::task::spawn_blocking(job)
             .await
             .unwrap_or(Err(PolicyError::Unparseable))
+    }
+
+    fn count(&self, name: &str) {
+        self.shared.tally.add(name, 1);
     }
 }
 
@@ -109,28 +126,52 @@ impl Queue for MailQueue {
     }
 
     async fn attempt(&self, due: &Due<Mail>) -> Attempt<Vec<u8>> {
-        let mut delivery = match self.prepare(&due.item).await {
-            Ok(d) => d,
+        let mut out = match self.prepare(&due.item).await {
+            Ok(o) => o,
             Err(e) => {
                 debug!("exit: message dropped by policy: {e}");
+                if let Some(name) = e.counter() {
+                    self.count(&name);
+                }
                 return Attempt::Failed;
             }
         };
-        match self.exit.send(&mut delivery).await {
-            DeliveryResult::Delivered => Attempt::Delivered,
+        let result = match &mut out {
+            Outgoing::Mail(d) | Outgoing::News(d) => self.exit.send(d).await,
+            Outgoing::Post(p) => self.exit.post(p).await,
+        };
+        let news = out.is_news();
+        match result {
+            DeliveryResult::Delivered => {
+                if news {
+                    self.count(NEWS_POSTED);
+                }
+                Attempt::Delivered
+            }
             DeliveryResult::Failed(f) => {
-                debug!(kind = ?f.kind, code = ?f.code, "exit: delivery failed permanently");
+                debug!(kind = ?f.kind, code = ?f.code, news, "exit: delivery failed permanently");
+                let detail = crate::safelog::sensitive(&f.detail);
+                debug!(%detail, "exit: the server's answer");
+                if news {
+                    self.count(NEWS_DROPPED);
+                }
                 Attempt::Failed
             }
             DeliveryResult::Retry(f) => {
-                debug!(kind = ?f.kind, code = ?f.code, "exit: delivery deferred");
-                Attempt::Retry(delivery.encode())
+                debug!(kind = ?f.kind, code = ?f.code, news, "exit: delivery deferred");
+                Attempt::Retry(out.encode())
             }
         }
     }
 
     fn record(&self, due: Due<Mail>, outcome: Outcome<Vec<u8>>) -> Result<(), StoreError> {
         let (store, id) = (&self.shared.store, MailId(due.id));
+        if matches!(outcome, Outcome::GaveUp)
+            && due.item.prepared
+            && Outgoing::is_news_encoding(&due.item.payload)
+        {
+            self.count(NEWS_DROPPED);
+        }
         match outcome {
             Outcome::Delivered => store.mail_delivered(id),
             Outcome::Failed | Outcome::GaveUp => store.mail_drop(id),

@@ -12,6 +12,9 @@
 //! Copies (`--copies N`) send every chunk N times, each through its own
 //! chain, with one message ID: the exit delivers the message once
 //! (reassembly drops chunks of a message it already delivered).
+//!
+//! [`plan_compressed`] gzips the message first ([`compress()`]); the exit
+//! inflates it after reassembly.
 
 use std::collections::HashMap;
 
@@ -23,6 +26,11 @@ use rand::CryptoRng;
 use crate::directory::chain::{self, Candidate, ChainError, ChainSpec, Exit, Filters};
 use crate::directory::keyring::canonical;
 use crate::directory::snapshot::Snapshot;
+use crate::exit::gzip;
+
+pub mod compress;
+
+pub use compress::{Compressed, compress};
 
 /// Most copies of one message.
 pub const MAX_COPIES: usize = 10;
@@ -41,8 +49,8 @@ pub enum SendError {
         /// The limit.
         limit: usize,
     },
-    /// The message names nobody to deliver to.
-    #[error("the message has no To, Cc or Bcc header")]
+    /// The message names nobody to deliver to and no newsgroup.
+    #[error("the message has no To, Cc, Bcc or Newsgroups header")]
     NoRecipient,
     /// The copies asked for are out of range.
     #[error("--copies must be 1 to {MAX_COPIES}")]
@@ -124,7 +132,8 @@ impl Planned {
     }
 }
 
-/// Whether the header block of `message` names at least one recipient.
+/// Whether the header block of `message` names at least one recipient
+/// (`To:`, `Cc:`, `Bcc:`) or newsgroup (`Newsgroups:`).
 pub fn has_recipient(message: &[u8]) -> bool {
     let text = String::from_utf8_lossy(message);
     let head = text
@@ -136,7 +145,9 @@ pub fn has_recipient(message: &[u8]) -> bool {
         .unwrap_or("");
     head.lines().any(|l| {
         let l = l.to_ascii_lowercase();
-        l.starts_with("to:") || l.starts_with("cc:") || l.starts_with("bcc:")
+        ["to:", "cc:", "bcc:", "newsgroups:"]
+            .iter()
+            .any(|p| l.starts_with(p))
     })
 }
 
@@ -152,26 +163,77 @@ pub fn plan<R: CryptoRng + ?Sized>(
     copies: usize,
     today: u64,
 ) -> Result<Vec<Planned>, SendError> {
+    check(message, MAX_MESSAGE_LEN)?;
+    build(rng, message, spec, remailers, filters, copies, today)
+}
+
+/// As [`plan`], with the message gzipped first ([`compress`]). The message
+/// may be as large as an exit inflates by default
+/// ([`gzip::DEFAULT_LIMIT`]) as long as its compressed form fits in 255
+/// packets; the [`Compressed`] tells how many packets that saved.
+pub fn plan_compressed<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    message: &[u8],
+    spec: &ChainSpec,
+    remailers: &Remailers,
+    filters: &Filters,
+    copies: usize,
+    today: u64,
+) -> Result<(Vec<Planned>, Compressed), SendError> {
+    check(message, gzip::DEFAULT_LIMIT)?;
+    let compressed = Compressed::of(message);
+    let planned = build(
+        rng,
+        &compressed.payload,
+        spec,
+        remailers,
+        filters,
+        copies,
+        today,
+    )?;
+    Ok((planned, compressed))
+}
+
+/// Refuses an empty message, one over `limit` bytes, and one naming
+/// nobody.
+fn check(message: &[u8], limit: usize) -> Result<(), SendError> {
     if message.is_empty() {
         return Err(SendError::Empty);
     }
-    if message.len() > MAX_MESSAGE_LEN {
+    if message.len() > limit {
         return Err(SendError::TooLarge {
             size: message.len(),
-            limit: MAX_MESSAGE_LEN,
+            limit,
         });
     }
     if !has_recipient(message) {
         return Err(SendError::NoRecipient);
     }
+    Ok(())
+}
+
+/// Splits `payload` into chunks and builds their packets (see [`plan`]).
+fn build<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    payload: &[u8],
+    spec: &ChainSpec,
+    remailers: &Remailers,
+    filters: &Filters,
+    copies: usize,
+    today: u64,
+) -> Result<Vec<Planned>, SendError> {
+    let too_large = || SendError::TooLarge {
+        size: payload.len(),
+        limit: MAX_MESSAGE_LEN,
+    };
+    if payload.len() > MAX_MESSAGE_LEN {
+        return Err(too_large());
+    }
     if !(1..=MAX_COPIES).contains(&copies) {
         return Err(SendError::Copies);
     }
-    let pieces: Vec<&[u8]> = message.chunks(BODY_LEN).collect();
-    let chunks = u8::try_from(pieces.len()).map_err(|_| SendError::TooLarge {
-        size: message.len(),
-        limit: MAX_MESSAGE_LEN,
-    })?;
+    let pieces: Vec<&[u8]> = payload.chunks(BODY_LEN).collect();
+    let chunks = u8::try_from(pieces.len()).map_err(|_| too_large())?;
     let chains = chain::select(
         spec,
         &remailers.candidates,

@@ -136,3 +136,43 @@ fn a_dummy_needs_no_exit() {
     let c = walk(&d.packet, &d.chain, &keys());
     assert_eq!(c.exit_type, ExitType::Dummy);
 }
+
+#[test]
+fn a_compressed_message_takes_fewer_packets_and_inflates_back() {
+    let mut message = b"Newsgroups: alt.test\nSubject: long\n\n".to_vec();
+    for i in 0..3_000 {
+        message.extend_from_slice(format!("line {i} of a repetitive letter\n").as_bytes());
+    }
+    let rng = &mut StdRng::seed_from_u64(10);
+    let spec: ChainSpec = "*,*".parse().unwrap();
+    let (r, f) = (remailers(), Filters::default());
+    let (planned, c) = plan_compressed(rng, &message, &spec, &r, &f, 1, DAY).unwrap();
+    assert_eq!(c.plain_len, message.len());
+    assert!(c.packets_before() >= 9, "{}", c.packets_before());
+    assert_eq!((planned.len(), c.packets_after()), (1, 1));
+    assert_eq!(c.packets_saved(), c.packets_before() as i64 - 1);
+    let chunk = walk(&planned[0].packet, &planned[0].chain, &keys());
+    assert_eq!(chunk.payload, c.payload);
+    let inflate = crate::exit::gzip::DEFAULT_LIMIT;
+    assert_eq!(
+        crate::exit::gzip::decompress(&chunk.payload, inflate).unwrap(),
+        message
+    );
+
+    // As large as an exit inflates: one packet instead of 255.
+    let limit = crate::exit::gzip::DEFAULT_LIMIT;
+    let mut big = b"To: a@example.org\n\n".to_vec();
+    big.resize(limit, b'x');
+    let (planned, c) = plan_compressed(rng, &big, &spec, &r, &f, 1, DAY).unwrap();
+    assert_eq!((planned.len(), c.packets_before()), (1, 255));
+    // Past the exits' inflation limit, or naming nobody: refused.
+    big.resize(limit + 1, b'x');
+    assert!(matches!(
+        plan_compressed(rng, &big, &spec, &r, &f, 1, DAY),
+        Err(SendError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        plan_compressed(rng, b"Subject: x\n\nhi", &spec, &r, &f, 1, DAY),
+        Err(SendError::NoRecipient)
+    ));
+}

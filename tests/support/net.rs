@@ -405,6 +405,18 @@ impl Network {
     /// `mimix send --insecure-direct` of a message file (or a dummy when
     /// `None`) through `chain`; returns its JSON answer, panicking on failure.
     pub fn send(&self, chain: &[&str], message: Option<&Path>) -> serde_json::Value {
+        self.send_with(chain, message, &[]).0
+    }
+
+    /// [`Network::send`] with more `mimix send` arguments (such as
+    /// `--gzip`); returns the JSON answer and what the command wrote to
+    /// standard error.
+    pub fn send_with(
+        &self,
+        chain: &[&str],
+        message: Option<&Path>,
+        extra: &[&str],
+    ) -> (serde_json::Value, String) {
         let mut args = vec![
             "send".to_owned(),
             "--insecure-direct".to_owned(),
@@ -417,14 +429,15 @@ impl Network {
             Some(m) => args.extend(["--message".to_owned(), m.display().to_string()]),
             None => args.push("--dummy".into()),
         }
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = mimix(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(
             out.status.success(),
-            "mimix send through {chain:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "mimix send through {chain:?} failed: {stderr}"
         );
-        serde_json::from_slice(&out.stdout).unwrap()
+        (serde_json::from_slice(&out.stdout).unwrap(), stderr)
     }
 
     /// `mimix packet build` of a message (or a dummy) through `chain` into

@@ -44,8 +44,12 @@ pub struct Received {
     pub mail_from: String,
     /// The envelope recipients the server accepted.
     pub rcpt_tos: Vec<String>,
-    /// The client's EHLO name.
+    /// The client's EHLO (or HELO) name.
     pub helo: String,
+    /// Whether the session used EHLO (false: HELO).
+    pub esmtp: bool,
+    /// Connections the server had accepted when this message arrived.
+    pub connections: u64,
     /// The message bytes, dot-stuffing undone.
     pub content: Vec<u8>,
 }
@@ -73,11 +77,21 @@ impl Received {
 impl SmtpSink {
     /// Starts the server and waits for its port.
     pub fn start() -> Self {
+        Self::start_args(&[])
+    }
+
+    /// Starts a server that answers every EHLO with `reply` (HELO works).
+    pub fn refusing_ehlo(reply: &str) -> Self {
+        Self::start_args(&[reply])
+    }
+
+    fn start_args(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
         let mut child = Command::new(python())
             .arg(&script)
             .arg(dir.path())
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -125,6 +139,8 @@ impl SmtpSink {
                 let received = Received {
                     mail_from: text("mail_from"),
                     helo: text("helo"),
+                    esmtp: meta["esmtp"].as_bool().unwrap(),
+                    connections: meta["connections"].as_u64().unwrap(),
                     rcpt_tos: meta["rcpt_tos"]
                         .as_array()
                         .unwrap()

@@ -1,6 +1,6 @@
 """A real SMTP server (aiosmtpd) for the exit delivery tests.
 
-Usage: smtp_sink.py OUTDIR
+Usage: smtp_sink.py OUTDIR [EHLO_REPLY]
 
 Listens on a free port of 127.0.0.1, prints that port on the first line of
 stdout, and exits when stdin closes (so it cannot outlive the test). Each
@@ -9,6 +9,12 @@ dot-stuffing undone) plus OUTDIR/NNNN.json (envelope and EHLO name), both
 written before the final 250 reply.
 
 Recipients whose local part starts with "reject" get 550, with "defer" 451.
+
+With EHLO_REPLY (such as "502 5.5.1 EHLO not implemented") the server
+answers every EHLO with that line, as an SMTP server that predates ESMTP
+does; HELO works as usual. The JSON records whether the session used EHLO
+("esmtp") and how many connections the server had accepted by then
+("connections").
 """
 
 import asyncio
@@ -24,6 +30,7 @@ class Sink:
     def __init__(self, outdir):
         self.outdir = outdir
         self.count = 0
+        self.connections = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@", 1)[0].lower()
@@ -41,6 +48,8 @@ class Sink:
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "helo": session.host_name,
+            "esmtp": session.extended_smtp,
+            "connections": self.connections,
         }
         with open(base + ".json", "w") as f:
             json.dump(meta, f)
@@ -50,16 +59,34 @@ class Sink:
         return "250 OK"
 
 
+class RefusingEhlo(SMTP):
+    """An SMTP server that answers EHLO with a fixed reply."""
+
+    ehlo_reply = None
+
+    async def smtp_EHLO(self, hostname):
+        await self.push(self.ehlo_reply)
+
+
 def exit_when_stdin_closes():
     sys.stdin.read()
     os._exit(0)
 
 
-async def main(outdir):
+async def main(outdir, ehlo_reply):
     handler = Sink(outdir)
     loop = asyncio.get_running_loop()
+    server_class = SMTP
+    if ehlo_reply:
+        RefusingEhlo.ehlo_reply = ehlo_reply
+        server_class = RefusingEhlo
+
+    def connect():
+        handler.connections += 1
+        return server_class(handler, hostname="sink.test", ident="test sink")
+
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname="sink.test", ident="test sink"),
+        connect,
         host="127.0.0.1",
         port=0,
     )
@@ -69,4 +96,4 @@ async def main(outdir):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))

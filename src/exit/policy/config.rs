@@ -59,6 +59,7 @@ pub const DEFAULT_DENY_HEADERS: &[&str] = &[
     "X-Originating-IP",
     "X-Sender",
     "X-Mailer",
+    "X-Newsreader",
     "User-Agent",
     "Organization",
     "X-Authenticated-*",

@@ -46,7 +46,7 @@ use crate::net::is_host_name;
 use lettre::Address;
 use lettre::message::Mailbox;
 
-use mail_parser::{HeaderName, HeaderValue, MessageParser};
+use mail_parser::{Header, HeaderName, HeaderValue, MessageParser};
 use mimix_settings::printable_ascii;
 
 use super::address::{addr_str, envelope_address, find, recipient};
@@ -78,6 +78,36 @@ pub struct Policy {
     max_message_size: usize,
     max_recipients: usize,
     allow_ip_literals: bool,
+}
+
+/// A payload whose header block is parsed ([`Policy::parse`]).
+pub(crate) struct Parsed<'a> {
+    payload: &'a [u8],
+    head: &'a [u8],
+    body_start: usize,
+    /// The header fields, in order.
+    pub(crate) headers: Vec<Header<'a>>,
+}
+
+impl Parsed<'_> {
+    /// The raw bytes of header `h` (name, colon, value and folds).
+    pub(crate) fn raw(&self, h: &Header<'_>) -> Result<&[u8], PolicyError> {
+        self.head
+            .get(h.offset_field as usize..h.offset_end as usize)
+            .ok_or(PolicyError::Unparseable)
+    }
+
+    /// The lowercased field name of header `h`, if it is valid.
+    pub(crate) fn name(&self, h: &Header<'_>) -> Option<String> {
+        raw_field_name(self.raw(h).ok()?, h.name.as_str())
+    }
+
+    /// The raw value of header `h` (after the colon, folds included).
+    pub(crate) fn value(&self, h: &Header<'_>) -> &[u8] {
+        self.head
+            .get(h.offset_start as usize..h.offset_end as usize)
+            .unwrap_or_default()
+    }
 }
 
 impl Policy {
@@ -140,6 +170,35 @@ impl Policy {
         now: SystemTime,
         rng: &mut R,
     ) -> Result<Delivery, PolicyError> {
+        let parsed = self.parse(payload)?;
+        let mut recipients = Vec::new();
+        let mut seen = HashSet::new();
+        for h in &parsed.headers {
+            if matches!(h.name, HeaderName::To | HeaderName::Cc | HeaderName::Bcc) {
+                let found = (&mut recipients, &mut seen);
+                collect_recipients(&h.value, found, self.allow_ip_literals)?;
+            }
+        }
+        let kept = self.kept_headers(&parsed, &[])?;
+        if recipients.is_empty() {
+            return Err(PolicyError::NoRecipients);
+        }
+        if recipients.len() > self.max_recipients {
+            return Err(PolicyError::TooManyRecipients {
+                found: recipients.len(),
+                max: self.max_recipients,
+            });
+        }
+        Ok(Delivery {
+            envelope_from: self.envelope_from.clone(),
+            envelope_to: recipients,
+            message: self.assemble(&parsed, &kept, now, rng)?,
+        })
+    }
+
+    /// Checks the size of `payload` and parses its header block. An empty
+    /// header block is [`PolicyError::NoRecipients`].
+    pub(crate) fn parse<'a>(&self, payload: &'a [u8]) -> Result<Parsed<'a>, PolicyError> {
         let max = self.max_message_size;
         if payload.len() > max {
             return Err(PolicyError::TooLarge {
@@ -159,43 +218,54 @@ impl Policy {
             .ok_or(PolicyError::NoRecipients)?;
         let headers = parsed
             .parts
-            .first()
-            .map(|p| p.headers.as_slice())
+            .into_iter()
+            .next()
+            .map(|p| p.headers)
             .unwrap_or_default();
+        Ok(Parsed {
+            payload,
+            head,
+            body_start,
+            headers,
+        })
+    }
 
-        let mut recipients = Vec::new();
-        let mut seen = HashSet::new();
-        let mut kept = Vec::with_capacity(head.len() + 512);
-        for h in headers {
-            let raw = head
-                .get(h.offset_field as usize..h.offset_end as usize)
-                .ok_or(PolicyError::Unparseable)?;
-            if matches!(h.name, HeaderName::To | HeaderName::Cc | HeaderName::Bcc) {
-                let found = (&mut recipients, &mut seen);
-                collect_recipients(&h.value, found, self.allow_ip_literals)?;
-            }
+    /// The sender's headers that pass (see [`Policy::keeps`]; the fields
+    /// named in `also_drop`, lowercase, do not), as CRLF lines.
+    pub(crate) fn kept_headers(
+        &self,
+        parsed: &Parsed<'_>,
+        also_drop: &[&str],
+    ) -> Result<Vec<u8>, PolicyError> {
+        let mut kept = Vec::with_capacity(parsed.head.len() + 512);
+        for h in &parsed.headers {
+            let raw = parsed.raw(h)?;
             let start = h.offset_field as usize;
             // A field must start a line: the parser also reads one out of
             // an indented (folded) line, which would lose its indent here.
-            let line_start = start == 0 || head.get(start - 1) == Some(&b'\n');
+            let line_start = start == 0 || parsed.head.get(start - 1) == Some(&b'\n');
             let Some(name) = raw_field_name(raw, h.name.as_str()).filter(|_| line_start) else {
                 continue;
             };
-            if self.keeps(&name) {
+            if self.keeps(&name) && !also_drop.contains(&name.as_str()) {
                 push_header(raw, &mut kept)?;
             }
         }
-        if recipients.is_empty() {
-            return Err(PolicyError::NoRecipients);
-        }
-        if recipients.len() > self.max_recipients {
-            return Err(PolicyError::TooManyRecipients {
-                found: recipients.len(),
-                max: self.max_recipients,
-            });
-        }
+        Ok(kept)
+    }
 
-        let mut message = Vec::with_capacity(kept.len() + payload.len() - body_start + 512);
+    /// The message: the exit's `From:`, `Date:` (`now`), a fresh
+    /// `Message-ID:` (from `rng`) and `Comments:`, then `headers` (CRLF
+    /// lines), a blank line and the body of `parsed` with CRLF line ends.
+    pub(crate) fn assemble<R: rand::CryptoRng + ?Sized>(
+        &self,
+        parsed: &Parsed<'_>,
+        headers: &[u8],
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Vec<u8>, PolicyError> {
+        let body = parsed.payload.get(parsed.body_start..).unwrap_or_default();
+        let mut message = Vec::with_capacity(headers.len() + body.len() + 512);
         message.extend_from_slice(self.from_line.as_bytes());
         let date = OffsetDateTime::from(now)
             .format(&Rfc2822)
@@ -209,20 +279,17 @@ impl Policy {
         if let Some(c) = &self.comments_lines {
             message.extend_from_slice(c.as_bytes());
         }
-        message.extend_from_slice(&kept);
+        message.extend_from_slice(headers);
         message.extend_from_slice(b"\r\n");
-        push_body(payload.get(body_start..).unwrap_or_default(), &mut message);
+        push_body(body, &mut message);
+        let max = self.max_message_size;
         if message.len() > max {
             return Err(PolicyError::TooLarge {
                 size: message.len(),
                 max,
             });
         }
-        Ok(Delivery {
-            envelope_from: self.envelope_from.clone(),
-            envelope_to: recipients,
-            message,
-        })
+        Ok(message)
     }
 
     /// Whether a sender header with this (lowercase) name passes.

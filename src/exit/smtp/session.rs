@@ -184,24 +184,40 @@ impl Session<'_> {
         }
     }
 
-    /// Connects and reads the greeting and EHLO reply.
+    /// Connects and reads the greeting and EHLO reply (in plain text with
+    /// the fall back to HELO, see [`super::hello`]).
     async fn open(
         &self,
         tls: Option<TlsParameters>,
     ) -> Result<AsyncSmtpConnection, DeliveryFailure> {
         let cfg = &self.mailer.config;
         let (hello, timeout) = (&self.mailer.hello, Some(cfg.connect_timeout));
-        match self.addr {
-            Some(ip) => {
-                let server = SocketAddr::new(ip, cfg.port);
-                let connect =
-                    AsyncSmtpConnection::connect_tokio1(server, timeout, hello, tls, None);
+        // A resolved exchanger is connected to by its address (checked
+        // public); a relay or a smarthost by its name.
+        let server = match self.addr {
+            Some(ip) => Server::Ip(SocketAddr::new(ip, cfg.port)),
+            None => Server::Name(self.host, cfg.port),
+        };
+        if tls.is_none() {
+            let open = async {
+                match server {
+                    Server::Ip(a) => super::hello::open(a, hello).await,
+                    Server::Name(h, p) => super::hello::open((h, p), hello).await,
+                }
+            };
+            return match tokio::time::timeout(cfg.connect_timeout, open).await {
+                Ok(r) => r,
+                Err(_) => Err(DeliveryFailure::new(FailureKind::Timeout, "timed out")),
+            };
+        }
+        match server {
+            Server::Ip(a) => {
+                let connect = AsyncSmtpConnection::connect_tokio1(a, timeout, hello, tls, None);
                 step(cfg.connect_timeout, connect).await
             }
-            None => {
-                let server = (self.host, cfg.port);
+            Server::Name(h, p) => {
                 let connect =
-                    AsyncSmtpConnection::connect_tokio1(server, timeout, hello, tls, None);
+                    AsyncSmtpConnection::connect_tokio1((h, p), timeout, hello, tls, None);
                 step(cfg.connect_timeout, connect).await
             }
         }
@@ -239,4 +255,13 @@ async fn step<T>(
 
 async fn quit(conn: &mut AsyncSmtpConnection, limit: Duration) {
     let _ = tokio::time::timeout(limit, conn.command(Quit)).await;
+}
+
+/// Where a session connects: a checked exchanger address, or a name.
+#[derive(Clone, Copy)]
+enum Server<'a> {
+    /// An exchanger's address, checked public.
+    Ip(SocketAddr),
+    /// A relay's or smarthost's name and port.
+    Name(&'a str, u16),
 }
