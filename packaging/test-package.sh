@@ -74,7 +74,7 @@ as_mimix() {
 }
 as_mimix /usr/bin/mimix status --config /etc/mimix/mimix.toml
 expect_stat /var/lib/mimix/store "700 _mimix:_mimix"
-as_mimix /usr/bin/mimix init --data-dir /var/lib/mimix/init-test
+as_mimix /usr/bin/mimix init --name init-test --data-dir /var/lib/mimix/init-test
 expect_stat /var/lib/mimix/init-test/mimix.toml "600 _mimix:_mimix"
 ls /var/lib/mimix/init-test/keys/*.pem >/dev/null || fail "mimix init made no key"
 check "mimix init as _mimix: config and key"

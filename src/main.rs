@@ -59,9 +59,16 @@ enum Cmd {
     Packet(PacketCmd),
     /// Generate a new RSA key pair and print its key ID.
     Keygen(KeygenArgs),
+    /// Back up or restore the node's keys (remailer keys and onion
+    /// identity).
+    #[command(subcommand)]
+    Keys(cli::keys::KeysCmd),
 }
 
 fn main() -> std::process::ExitCode {
+    // Everything mimix writes (store, keys, Tor state, configs, packets)
+    // is for its user alone, whatever the shell's umask.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Init(a) => cli::node::init(a),
@@ -75,6 +82,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Remailers(a) => cli::send::remailers(a),
         Cmd::Packet(c) => cli::packet::run(c),
         Cmd::Keygen(a) => cli::packet::keygen(a),
+        Cmd::Keys(c) => cli::keys::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

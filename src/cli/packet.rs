@@ -34,21 +34,22 @@ pub enum PacketCmd {
 #[derive(Debug, Args)]
 pub struct PeelArgs {
     /// A secret key (PEM); repeat for several.
-    #[arg(long = "key", required = true)]
+    #[arg(long = "key", required = true, value_name = "FILE")]
     keys: Vec<PathBuf>,
     /// Evaluate the timestamp window as of this day (YYYY-MM-DD), not today.
-    #[arg(long)]
+    #[arg(long, value_name = "DATE")]
     at: Option<String>,
     /// How many days into the past timestamps are accepted.
     #[arg(long, default_value_t = PEEL_MAX_AGE_DAYS)]
     max_age_days: u64,
     /// Write the armoured next-hop packet here.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     next: Option<PathBuf>,
     /// Write the exit payload here.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     payload: Option<PathBuf>,
     /// The armoured packet.
+    #[arg(value_name = "FILE")]
     packet: PathBuf,
 }
 
@@ -57,13 +58,18 @@ pub struct PeelArgs {
 #[derive(Debug, Args)]
 pub struct MessageArgs {
     /// A remailer-conf.txt file; repeat for each remailer.
-    #[arg(long = "conf", required = true)]
+    #[arg(long = "conf", required = true, value_name = "FILE")]
     pub confs: Vec<PathBuf>,
     /// Remailer names, entry first, exit last, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required = true, value_name = "NAME,...")]
     pub chain: Vec<String>,
     /// The RFC 2822 message.
-    #[arg(long, conflicts_with = "dummy", required_unless_present = "dummy")]
+    #[arg(
+        long,
+        conflicts_with = "dummy",
+        required_unless_present = "dummy",
+        value_name = "FILE"
+    )]
     pub message: Option<PathBuf>,
     /// A dummy packet instead of a message.
     #[arg(long)]
@@ -91,10 +97,10 @@ pub struct BuildArgs {
     #[command(flatten)]
     what: MessageArgs,
     /// Build as of this day (YYYY-MM-DD), not today.
-    #[arg(long)]
+    #[arg(long, value_name = "DATE")]
     at: Option<String>,
     /// Directory for packet-1.txt, packet-2.txt, ...
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
 }
 
@@ -102,10 +108,10 @@ pub struct BuildArgs {
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Modulus size: 2048, 3072 or 4096.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_name = "BITS")]
     bits: usize,
     /// Where to write the secret key (PKCS#1 PEM, mode 0600). Refuses to overwrite.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     out: PathBuf,
 }
 

@@ -32,7 +32,7 @@ use super::update;
 pub struct NetworkArgs {
     /// A node config: its `[tor]` network is used, and its data
     /// directory's directory snapshot when there is one.
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The sender's state directory (default: $XDG_CACHE_HOME/mimix or
     /// ~/.cache/mimix), where `mimix remailers update` keeps the snapshot.
@@ -58,7 +58,7 @@ pub struct SendArgs {
     #[arg(long, conflicts_with_all = ["file", "message"])]
     dummy: bool,
     /// The chain: remailer names, addresses or `*` (random), entry first.
-    #[arg(long, default_value = "*,*,*")]
+    #[arg(long, default_value = "*,*,*", value_name = "HOP,...")]
     chain: String,
     /// Send every chunk this many times, each through its own chain (the
     /// exit delivers the message once).
@@ -284,7 +284,8 @@ pub fn send(a: SendArgs) -> anyhow::Result<()> {
         .context("creating a temporary directory")?;
     let result = rt.block_on(async {
         let dialer = a.network.dialer(tmp.path()).await?;
-        let stop = tokio::signal::ctrl_c();
+        // SIGINT or SIGTERM: the temporary folder is removed below.
+        let stop = super::node::wait_for_signal();
         tokio::select! {
             r = post_all(&a, &*dialer, &planned, gzip) => r,
             _ = stop => bail!("interrupted"),

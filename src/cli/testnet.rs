@@ -50,6 +50,8 @@ pub fn run(args: TestnetArgs) -> anyhow::Result<()> {
         println!("\n# [tor] table for nodes and `mimix send --config` on this network:\n");
         println!("{}", Config::tor_table(net.network())?);
         let today = mimix::clock::Clock::epoch_day(&SystemClock);
+        let mut names = Vec::new();
+        let mut conf_args = String::new();
         for n in &nodes {
             let conf = n.remailer_conf();
             let name = mimix_packet::RemailerConf::parse_valid(&conf, today)
@@ -59,17 +61,23 @@ pub fn run(args: TestnetArgs) -> anyhow::Result<()> {
             std::fs::write(&file, &conf)
                 .with_context(|| format!("writing {}", file.display()))?;
             println!("{name}: {} (remailer-conf: {})", n.address(), file.display());
+            conf_args.push_str(&format!(" --conf {}", file.display()));
+            names.push(name);
         }
         let cfg = dir.path().join("tor.toml");
         std::fs::write(&cfg, format!("config_version = 1\n\n{}", Config::tor_table(net.network())?))
             .with_context(|| format!("writing {}", cfg.display()))?;
+        // Entry, a middle node, the exit (the last node).
+        let chain = match names.as_slice() {
+            [first, .., before_last, last] => format!("{first},{before_last},{last}"),
+            _ => names.join(","),
+        };
         println!(
             "\nthe last node is the exit; it delivers to the SMTP sink on 127.0.0.1:{smtp_port}, \
-             printed here. Try:\n  mimix send --config {} --conf {}/node1.conf ... --chain node1,node2,node{} --message FILE\n\
+             printed here. Send a message (from a file, or - for standard input) with:\n  \
+             mimix send --config {}{conf_args} --chain {chain} FILE\n\
              Ctrl-C stops everything and removes {}",
             cfg.display(),
-            dir.path().display(),
-            args.nodes,
             dir.path().display()
         );
         loop {

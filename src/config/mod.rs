@@ -150,6 +150,10 @@ pub enum ConfigError {
         "node.data_dir is not set and cannot be derived: neither XDG_DATA_HOME nor HOME is set"
     )]
     NoDataDir,
+    /// The built-in example could not be filled in for `mimix init` (a
+    /// bug: the example is tested).
+    #[error("filling in the example configuration: {0}")]
+    Template(String),
     /// A path cannot be written into TOML because it is not UTF-8.
     #[error("path {} is not valid UTF-8", path.display())]
     NonUtf8Path {
@@ -251,8 +255,13 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let base = path.parent().filter(|p| !p.as_os_str().is_empty());
-        Self::from_toml_with(&text, Some(path), base, &Env::from_process())
+        // Resolved once, against the file's directory as it is now: the
+        // configuration holds only absolute paths afterwards.
+        let file = std::path::absolute(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_with(&text, Some(path), file.parent(), &Env::from_process())
     }
 
     /// Parse, resolve and validate configuration text. Relative paths stay
@@ -354,6 +363,33 @@ impl Config {
             out.push('\n');
         }
         Ok(out)
+    }
+
+    /// What `mimix init` writes: the [`init_template`](Self::init_template)
+    /// for `data_dir` with `[node] name` and `smtp_exit` set, every comment
+    /// kept.
+    pub fn init_file(data_dir: &Path, name: &str, exit: bool) -> Result<String, ConfigError> {
+        let text = Self::init_template(data_dir)?;
+        let mut doc: toml_edit::DocumentMut =
+            text.parse().map_err(|e: toml_edit::TomlError| ConfigError::Template(e.to_string()))?;
+        let node = doc
+            .get_mut("node")
+            .and_then(toml_edit::Item::as_table_mut)
+            .ok_or_else(|| ConfigError::Template("no [node] table".into()))?;
+        for (key, value) in [("name", toml_edit::value(name)), ("smtp_exit", toml_edit::value(exit))] {
+            let decor = node.get(key).and_then(toml_edit::Item::as_value).map(|v| v.decor().clone());
+            node[key] = value;
+            if let (Some(decor), Some(v)) = (decor, node[key].as_value_mut()) {
+                *v.decor_mut() = decor;
+            }
+        }
+        let text = doc.to_string();
+        // What is written must load, with these values.
+        let config = Self::from_toml_str(&text)?;
+        if config.node.name != name || config.node.smtp_exit != exit {
+            return Err(ConfigError::Template("init values not applied".into()));
+        }
+        Ok(text)
     }
 
     /// Expand `~/`, make relative paths relative to `base`, derive the data

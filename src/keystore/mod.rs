@@ -9,6 +9,7 @@
 //! then its file is overwritten with zeros and removed, and the in-memory
 //! key is dropped (the RSA backends clear it).
 
+pub mod backup;
 mod config;
 pub mod files;
 

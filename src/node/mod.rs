@@ -42,7 +42,7 @@ use crate::keystore::{KeyGenerator, KeystoreError, SystemKeyGenerator};
 use crate::store::StoreError;
 pub use outbound::OutboundConfig;
 pub use replay::ReplayConfig;
-pub use settings::NodeConfig;
+pub use settings::{NodeConfig, PLACEHOLDER_NAME};
 pub use shared::DummyError;
 pub(crate) use shared::{Shared, blocking, every};
 pub use status::STATUS_FILE;
@@ -84,6 +84,9 @@ pub enum NodeError {
     /// The configured transport is not available in this build.
     #[error("transport: {0}")]
     Transport(String),
+    /// The node has no name of its own yet.
+    #[error("[node] {0}")]
+    Unnamed(mimix_settings::Invalid),
 }
 
 /// A running node.

@@ -8,6 +8,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::directory::is_remailer_name;
 
+/// The name the example configuration and the built-in defaults carry: a
+/// node never publishes it (a network of defaults would be a network of
+/// name clashes), see [`NodeConfig::check_named`].
+pub const PLACEHOLDER_NAME: &str = "mimix";
+
 /// `[node]`: who this node is and where it keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -56,7 +61,7 @@ pub struct NodeConfig {
 impl Default for NodeConfig {
     fn default() -> Self {
         Self {
-            name: "mimix".into(),
+            name: PLACEHOLDER_NAME.into(),
             data_dir: PathBuf::new(),
             address: None,
             smtp_exit: false,
@@ -94,6 +99,19 @@ impl NodeConfig {
             .parse(&self.log)
             .map(drop)
             .map_err(|e| Invalid::new("log", format!("not a valid log filter: {e}")))
+    }
+
+    /// Checks that the node has a name of its own, not the placeholder: run
+    /// before a node publishes its conf (the configuration itself is valid
+    /// with the placeholder, so that `status` and `conf` work before one
+    /// is chosen).
+    pub fn check_named(&self) -> Checked {
+        check(!self.name.eq_ignore_ascii_case(PLACEHOLDER_NAME), "name", || {
+            format!(
+                "is still the placeholder {PLACEHOLDER_NAME:?}: choose the name this remailer \
+                 publishes (`mimix init --name NAME`, or set [node] name)"
+            )
+        })
     }
 }
 

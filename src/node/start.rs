@@ -51,6 +51,7 @@ pub(super) async fn start(
     keygen: &mut dyn KeyGenerator,
     stop: &CancellationToken,
 ) -> Result<Started, NodeError> {
+    config.node.check_named().map_err(NodeError::Unnamed)?;
     private_dir(config.data_dir())?;
     crate::transport::raise_open_files(config.transport.max_connections);
     let store = Store::open_with(&config.store_dir(), &config.store)?;

@@ -15,6 +15,8 @@
 //! - [`TorConfig`]: the daemon's `[tor]` table (serde, defaults and
 //!   validation): which Tor network to use, the public one or a custom one,
 //!   the onion service's nickname, and Arti's directories.
+//! - [`identity`]: the onion service's identity key without Tor: its
+//!   address before the first launch, and its files for backup.
 //! - [`testnet`]: starts a private C-tor network on 127.0.0.1 and returns the
 //!   matching custom [`TorConfig`].
 //!
@@ -30,6 +32,7 @@
 
 mod config;
 mod error;
+pub mod identity;
 mod perms;
 mod service;
 pub mod testnet;

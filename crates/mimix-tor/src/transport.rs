@@ -237,7 +237,7 @@ impl IsolationMap {
 }
 
 /// Build Arti's configuration.
-fn client_config(config: &TorConfig) -> Result<TorClientConfig, TorError> {
+pub(crate) fn client_config(config: &TorConfig) -> Result<TorClientConfig, TorError> {
     let mut b = TorClientConfig::builder();
     b.storage()
         .cache_dir(CfgPath::new_literal(&config.cache_dir))
