@@ -189,6 +189,10 @@ fn a_key_backup_restores_the_same_keys_and_onion_address_into_a_fresh_node() {
     let config = std::fs::read_to_string(a.join("mimix.toml")).unwrap();
     let config = config.replace(a.to_str().unwrap(), b.to_str().unwrap());
     std::fs::write(b.join("mimix.toml"), config).unwrap();
+    // As an operator would make them (the test's own umask is 022).
+    let mode = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    mode(&b, 0o700).unwrap();
+    mode(&b.join("mimix.toml"), 0o600).unwrap();
     let o = mimix_in(cwd, &["keys", "import", "backup.json", "--data-dir", "b"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("restored 1 remailer key(s)"), "{}", text(&o));
@@ -218,6 +222,10 @@ fn a_key_backup_restores_the_same_keys_and_onion_address_into_a_fresh_node() {
     let id = pems(&a.join("keys"))[0].trim_end_matches(".pem").to_owned();
     let wrong = id.replacen(&id[..1], if &id[..1] == "0" { "1" } else { "0" }, 1);
     std::fs::write(cwd.join("damaged.json"), backup.replace(&id, &wrong)).unwrap();
+    let o = mimix_in(cwd, &["keys", "import", "damaged.json", "--data-dir", "c"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("run: chmod 600 damaged.json"), "{}", text(&o));
+    mode(&cwd.join("damaged.json"), 0o600).unwrap();
     let o = mimix_in(cwd, &["keys", "import", "damaged.json", "--data-dir", "c"]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("another key ID"), "{}", text(&o));

@@ -80,7 +80,10 @@ fn refusal(e: &ConfigError) -> Result<&'static str, Violation> {
         ConfigError::MissingVersion { .. } => Ok("no_version"),
         ConfigError::UnsupportedVersion { .. } => Ok("version"),
         ConfigError::NoDataDir => Ok("no_data_dir"),
-        ConfigError::Read { .. } | ConfigError::NonUtf8Path { .. } | ConfigError::Serialize(_) => {
+        ConfigError::Read { .. }
+        | ConfigError::NonUtf8Path { .. }
+        | ConfigError::Serialize(_)
+        | ConfigError::Template(_) => {
             Err(Violation::Property {
                 target: TARGET,
                 what: format!("text gave an error only files or output can give: {e}"),

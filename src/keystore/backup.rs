@@ -118,12 +118,9 @@ pub struct Summary {
     pub onion_address: Option<String>,
 }
 
-fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
-    move |source| BackupError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    }
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + use<> {
+    let path = path.to_owned();
+    move |source| BackupError::Io { op, path, source }
 }
 
 /// Writes a backup of the keys in `keys_dir` (recorded in the store at

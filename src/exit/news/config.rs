@@ -71,7 +71,7 @@ impl NewsConfig {
             || format!("must be 1 to {MAX_GROUPS}, got {}", self.max_groups),
         )?;
         if let Some(g) = &self.gateway {
-            check(recipient(g).is_ok(), "gateway", || {
+            check(recipient(g, false).is_ok(), "gateway", || {
                 format!("{g:?} is not a mail address with a dotted domain")
             })?;
         }

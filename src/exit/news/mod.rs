@@ -223,7 +223,7 @@ impl News {
             NewsMode::Off => return Ok(None),
             NewsMode::Mail2news => {
                 let text = config.gateway.as_deref().unwrap_or_default();
-                let gateway = address::recipient(text).map_err(|_| {
+                let gateway = address::recipient(text, false).map_err(|_| {
                     ExitError::Config(mimix_settings::Invalid::new(
                         "news.gateway",
                         "not a mail address",

@@ -83,10 +83,12 @@ pub struct Policy {
 /// A payload whose header block is parsed ([`Policy::parse`]).
 pub(crate) struct Parsed<'a> {
     payload: &'a [u8],
-    head: &'a [u8],
+    /// The header block, ending with a line end (one is added when the
+    /// payload ends in a header).
+    head: Cow<'a, [u8]>,
     body_start: usize,
-    /// The header fields, in order.
-    pub(crate) headers: Vec<Header<'a>>,
+    /// The header fields, in order (owned: `head` may be a copy).
+    pub(crate) headers: Vec<Header<'static>>,
 }
 
 impl Parsed<'_> {
@@ -208,14 +210,14 @@ impl Policy {
         }
         let body_start = body_start(payload);
         let head = terminated(payload.get(..body_start).ok_or(PolicyError::Unparseable)?);
-        let head = head.as_ref();
         if head.trim_ascii().is_empty() {
             return Err(PolicyError::NoRecipients);
         }
         // `None` means that not one header field was found.
         let parsed = MessageParser::default()
-            .parse_headers(head)
-            .ok_or(PolicyError::NoRecipients)?;
+            .parse_headers(head.as_ref())
+            .ok_or(PolicyError::NoRecipients)?
+            .into_owned();
         let headers = parsed
             .parts
             .into_iter()
