@@ -180,14 +180,18 @@ proptest! {
             Outgoing::Post(p) => p.message.clone(),
         };
         let sent_body = text.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        // Every line end, bare LF, bare CR or CRLF, becomes CRLF.
         let mut crlf = Vec::new();
-        let mut prev = 0u8;
-        for &b in &body {
-            if b == b'\n' && prev != b'\r' {
-                crlf.push(b'\r');
+        let mut bytes = body.iter().copied().peekable();
+        while let Some(b) = bytes.next() {
+            match b {
+                b'\r' => {
+                    bytes.next_if_eq(&b'\n');
+                    crlf.extend_from_slice(b"\r\n");
+                }
+                b'\n' => crlf.extend_from_slice(b"\r\n"),
+                _ => crlf.push(b),
             }
-            crlf.push(b);
-            prev = b;
         }
         if !crlf.is_empty() && !crlf.ends_with(b"\r\n") {
             crlf.extend_from_slice(b"\r\n");

@@ -171,6 +171,7 @@ fn refused(e: &PolicyError) -> Result<&'static str, Violation> {
         PolicyError::MalformedHeader(_) => "malformed",
         PolicyError::NoRecipients => "no_recipients",
         PolicyError::InvalidAddress => "invalid_address",
+        PolicyError::IpLiteral => "ip_literal",
         PolicyError::TooManyRecipients { .. } => "too_many",
         PolicyError::TooLarge { .. } => "too_large",
         other => {

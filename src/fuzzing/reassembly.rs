@@ -169,6 +169,8 @@ struct Run {
     limits: ReassemblyConfig,
     now: SystemTime,
     sets: HashMap<[u8; 16], ModelSet>,
+    /// Messages completed in this run: later chunks are duplicates.
+    done: std::collections::HashSet<[u8; 16]>,
     mails: Vec<(MailId, Vec<u8>)>,
     counted: BTreeMap<&'static str, u64>,
     before: BTreeMap<&'static str, u64>,
@@ -191,6 +193,7 @@ impl Run {
             },
             now: start(),
             sets: HashMap::new(),
+            done: std::collections::HashSet::new(),
             mails: Vec::new(),
             counted: BTreeMap::new(),
             before,
@@ -280,9 +283,13 @@ impl Run {
             let r = Other(ChunkOutcome::Rejected(Rejection::TooLarge));
             return self.count(counter::CHUNKS_INVALID, r);
         }
+        if self.done.contains(&c.msg_id) {
+            return self.count(counter::CHUNKS_DUPLICATE, Other(ChunkOutcome::Duplicate));
+        }
         let open = self.sets.len();
         let Some(set) = self.sets.get_mut(&c.msg_id) else {
             if c.chunks == 1 {
+                self.done.insert(c.msg_id);
                 return self.count(counter::MAIL_QUEUED, Expected::Complete(c.payload.clone()));
             }
             if open >= self.limits.max_partial_sets {
@@ -314,6 +321,7 @@ impl Run {
         if set.parts.len() == usize::from(set.chunks) {
             let message = set.parts.values().flatten().copied().collect();
             self.sets.remove(&c.msg_id);
+            self.done.insert(c.msg_id);
             return self.count(counter::MAIL_QUEUED, Expected::Complete(message));
         }
         let have = u8::try_from(set.parts.len()).unwrap_or(u8::MAX);
@@ -462,6 +470,8 @@ fn counters(store: &Store) -> Result<BTreeMap<&'static str, u64>, Violation> {
 /// Removes every set, queued mail and exit job left by an earlier input.
 fn empty(store: &Store) -> Result<(), Violation> {
     prune(store, end_of_time()).map_err(|e| Violation::Harness(e.to_string()))?;
+    // The marks of completed messages live in the replay log.
+    store.prune_replay(end_of_time()).map_err(harness_err)?;
     for job in store.exit_jobs(100_000).map_err(harness_err)? {
         store.exit_job_done(job.0).map_err(harness_err)?;
     }
