@@ -3,8 +3,9 @@
 //! gets. It is not the thing under test (the node posting to it is): it
 //! answers 200 to a new packet and 409 to one it already has, or, as told,
 //! 503, or nothing at all (a tarpit that accepts and never answers).
-//! Every request is recorded with its start and end time, and the most
-//! requests in progress at once is tracked.
+//! Every POST is recorded with its start and end time, and the most
+//! requests in progress at once is tracked. A GET (the node's directory
+//! fetching the next hop's remailer-conf) gets 404 and is not counted.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -137,7 +138,14 @@ fn serve(conn: TcpStream, s: &Shared) {
         Err(_) => return,
     };
     let mut reader = BufReader::new(conn);
-    while let Some(body) = read_request(&mut reader) {
+    while let Some((post, body)) = read_request(&mut reader) {
+        if !post {
+            let response = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+            if writer.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+            continue;
+        }
         let start = Instant::now();
         let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         s.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -200,11 +208,12 @@ fn serve(conn: TcpStream, s: &Shared) {
     }
 }
 
-/// Reads one request; returns its body, or `None` when the connection
+/// Reads one request; returns whether it is a POST and its body, or `None` when the connection
 /// ends.
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(bool, Vec<u8>)> {
     let mut length = 0usize;
     let mut first = true;
+    let mut post = false;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).ok()? == 0 {
@@ -215,6 +224,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
             if !line.starts_with("POST ") && !line.starts_with("GET ") {
                 return None;
             }
+            post = line.starts_with("POST ");
         }
         let line = line.trim_end();
         if line.is_empty() {
@@ -228,7 +238,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
     }
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body).ok()?;
-    Some(body)
+    Some((post, body))
 }
 
 /// The armoured packet in a form body (`base64=...`), decoded.
