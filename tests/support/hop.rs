@@ -208,8 +208,8 @@ fn serve(conn: TcpStream, s: &Shared) {
     }
 }
 
-/// Reads one request; returns whether it is a POST and its body, or `None` when the connection
-/// ends.
+/// Reads one request; returns whether it is a POST and its body, or
+/// `None` when the connection ends.
 fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(bool, Vec<u8>)> {
     let mut length = 0usize;
     let mut first = true;
