@@ -3,6 +3,7 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
+use cli::block::BlockCmd;
 use cli::node::{ConfigArgs, InitArgs};
 use cli::packet::{KeygenArgs, PacketCmd};
 use cli::send::{RemailersArgs, SendArgs};
@@ -48,6 +49,10 @@ enum Cmd {
     Packet(PacketCmd),
     /// Generate a new RSA key pair and print its key ID.
     Keygen(KeygenArgs),
+    /// The exit's blocklist: add, remove and list addresses whose owners
+    /// asked not to get mail from this remailer (see /blockme.txt).
+    #[command(subcommand)]
+    Block(BlockCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -64,6 +69,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Remailers(a) => cli::send::remailers(a),
         Cmd::Packet(c) => cli::packet::run(c),
         Cmd::Keygen(a) => cli::packet::keygen(a),
+        Cmd::Block(c) => cli::block::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -5,8 +5,9 @@
 //! record: the replay log, the pool, the outbound queue (next-hop packets),
 //! the exit queue (exit chunks released by the pool), partial messages
 //! (chunks awaiting their siblings), the mail queue (reassembled messages
-//! awaiting SMTP), key metadata, counters, and the directory's keyring,
-//! ping statistics and pings in flight. Every mutation that must
+//! awaiting SMTP), key metadata, counters, the directory's keyring,
+//! ping statistics and pings in flight, the digests of packets held (next
+//! to the replay log) and the exit's per-day rate-limit counters. Every mutation that must
 //! survive a crash is one fjall batch, committed and then persisted with
 //! `fsync` before the call returns, so a step either happened completely
 //! or not at all.
@@ -20,10 +21,13 @@
 //! count as the epoch.
 
 mod counters;
+mod digests;
 mod directory;
+mod limits;
 mod outbound;
 mod partial;
 mod pool;
+mod secrets;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,10 +40,12 @@ use serde::de::DeserializeOwned;
 
 pub use counters::{Tally, names as counter};
 pub use directory::Table;
+pub use limits::{RateLimits, Verdict};
 pub use outbound::{MailId, MailItem, OutboundId, OutboundItem};
 pub(crate) use partial::SetHeader;
 pub use partial::{PartialChunk, PartialSet};
 pub use pool::{Accepted, ExitChunk, ExitJobId, Inbound, PoolId, PoolItem, Released};
+pub use secrets::keyed_hash;
 
 /// Errors from the durable store.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +123,12 @@ struct Keyspaces {
     pings: Keyspace,
     /// Expiry (8) ++ message ID (16) -> empty.
     pings_exp: Keyspace,
+    /// Digest of a packet held (32) -> empty: see [`digests`].
+    digests: Keyspace,
+    /// Expiry (8) ++ digest (32) -> empty.
+    digests_exp: Keyspace,
+    /// Day (8) ++ tag (1) ++ keyed hash -> count: see [`limits`].
+    limits: Keyspace,
 }
 
 /// State guarded by the write lock.
@@ -198,6 +210,9 @@ impl Store {
             stats: open_ks("stats")?,
             pings: open_ks("pings")?,
             pings_exp: open_ks("pings_exp")?,
+            digests: open_ks("digests")?,
+            digests_exp: open_ks("digests_exp")?,
+            limits: open_ks("limits")?,
         };
         let mut next_id = 0u64;
         for k in [&ks.pool, &ks.outbound, &ks.exitq, &ks.mail] {

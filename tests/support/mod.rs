@@ -4,4 +4,5 @@
 #![allow(dead_code)]
 
 pub mod net;
+pub mod packets;
 pub mod smtp;
