@@ -77,6 +77,11 @@ fn example_equals_the_defaults() {
         Duration::from_secs(5 * 86_400)
     );
     assert_eq!(loaded.exit.reassembly.max_partial_sets, 256);
+    assert_eq!(loaded.exit.rate_limit.per_address, 20);
+    assert_eq!(loaded.exit.rate_limit.per_domain, 200);
+    assert_eq!(loaded.exit.abuse_contact, None);
+    assert!(loaded.node.randhop);
+    assert_eq!(loaded.node.randhop_chain_length, 2);
     assert!(loaded.directory.remailers.is_empty());
     assert_eq!(loaded.admin.listen, mimix::admin::AdminListen::Unix);
     assert!(!loaded.admin.metrics);

@@ -1,9 +1,10 @@
 //! The exit's abuse controls on a real `mimix run` process delivering to a
 //! real SMTP server (aiosmtpd): the per-address and per-domain rate limit
-//! under a burst and across a SIGKILL, the operator's `mimix block` taking
-//! effect on the running node, the opt-out page, and the abuse contact in
-//! the remailer-conf and in every mail. (The limiter's next-day reset on a
-//! manual clock is tested in `src/exit/limit_tests.rs`, on the real store.)
+//! under a burst and across a SIGKILL, the operator's `mimix block add`
+//! and `remove` taking effect on the running node, the opt-out page, and
+//! the abuse contact in the remailer-conf and in every mail. (The
+//! limiter's next-day reset on a manual clock is tested in
+//! `src/exit/limit_tests.rs`, on the real store.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -151,6 +152,28 @@ fn a_burst_to_one_address_delivers_exactly_the_limit_and_the_rest_is_counted() {
         is(st, "exit_recipients_blocked", 1)
     });
 
+    // Unblocked again: the next message to the address is delivered.
+    let out = mimix(&["block", "remove", "Friend@example.net", "--config", &config]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = mimix(&["block", "list", "--config", &config]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    let out = mimix(&["block", "remove", "friend@example.net", "--config", &config]);
+    assert!(!out.status.success(), "removing it twice fails");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no such entry"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = b"To: friend@example.net\r\nSubject: unblocked\r\n\r\nx\r\n";
+    post_all(port, &mail_packets(std::slice::from_ref(&exit), m, 2001));
+    settled(&mut net, 517, "the unblocked message");
+    let got = sink.wait_for(32, TIMEOUT);
+    assert_eq!(got[31].rcpt_tos, ["friend@example.net"]);
+
     // SIGKILL and restart: the counters held, the limit still holds today.
     let node = net.node("x");
     node.kill();
@@ -162,10 +185,10 @@ fn a_burst_to_one_address_delivers_exactly_the_limit_and_the_rest_is_counted() {
         })
         .collect();
     post_all(port, &again);
-    settled(&mut net, 521, "the messages after the restart");
+    settled(&mut net, 522, "the messages after the restart");
     let s = net.node("x").stopped_status();
     assert_eq!(counter(&s, "exit_recipients_rate_limited"), 480 + 5 + 5);
-    assert_eq!(counter(&s, "mail_delivered"), 31);
+    assert_eq!(counter(&s, "mail_delivered"), 32);
     assert_eq!(counter(&s, "exit_recipients_blocked"), 1);
-    assert_eq!(sink.received().len(), 31, "nothing more was delivered");
+    assert_eq!(sink.received().len(), 32, "nothing more was delivered");
 }
