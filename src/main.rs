@@ -14,6 +14,7 @@ mod cli;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::{Parser, Subcommand};
+use cli::block::BlockCmd;
 use cli::node::{ConfigArgs, InitArgs};
 use cli::packet::{KeygenArgs, PacketCmd};
 use cli::send::{RemailersArgs, SendArgs};
@@ -63,6 +64,10 @@ enum Cmd {
     /// identity).
     #[command(subcommand)]
     Keys(cli::keys::KeysCmd),
+    /// The exit's blocklist: add, remove and list addresses whose owners
+    /// asked not to get mail from this remailer (see /blockme.txt).
+    #[command(subcommand)]
+    Block(BlockCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -83,6 +88,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Packet(c) => cli::packet::run(c),
         Cmd::Keygen(a) => cli::packet::keygen(a),
         Cmd::Keys(c) => cli::keys::run(c),
+        Cmd::Block(c) => cli::block::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and the commands that run at the
 //! edge (the only place `anyhow` is used). Private to the `mimix` binary.
 
+pub mod block;
 pub mod demo;
 pub mod keys;
 mod localnet;

@@ -5,6 +5,8 @@
 //! |---|---|
 //! | [`start`] | start-up wiring: data directory, store, keys, transport, tasks |
 //! | [`intake`] | the HTTP server's collector: peel, check, store |
+//! | `duplicate` | byte-identical copies of packets held: 200 before the peel |
+//! | `randhop` | mail packets ending at a middle node, re-encrypted to an exit |
 //! | [`rounds`] | the pool round every `pool.interval` |
 //! | [`outbound`] | the outbound queue: posts to next hops |
 //! | [`mail`] | reassembly and the mail queue (exit nodes) |
@@ -16,11 +18,13 @@
 //! [`ReplayConfig`] (`[replay]`) and [`OutboundConfig`] (`[outbound]`).
 //! Every task stops when the node's cancellation token is cancelled.
 
+mod duplicate;
 pub mod intake;
 mod mail;
 mod maintenance;
 mod outbound;
 mod pinger;
+mod randhop;
 mod replay;
 mod rounds;
 mod settings;

@@ -56,6 +56,13 @@ pub struct NodeConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub admin_key_file: Option<PathBuf>,
+    /// A middle node re-encrypts mail packets that end here (the sender
+    /// made it the last hop) to an exit it picks by the message ID
+    /// ("randhop", wire format 7.3); false drops them.
+    pub randhop: bool,
+    /// Hops of a randhop chain, the exit included (2: one random
+    /// remailer, then the exit, as the reference's `*,*`); 1 to 10.
+    pub randhop_chain_length: u8,
 }
 
 impl Default for NodeConfig {
@@ -69,6 +76,8 @@ impl Default for NodeConfig {
             safe_logging: true,
             help_file: None,
             admin_key_file: None,
+            randhop: true,
+            randhop_chain_length: 2,
         }
     }
 }
@@ -94,6 +103,11 @@ impl NodeConfig {
             self.log.bytes().all(|b| b.is_ascii_graphic()),
             "log",
             || "must be printable ASCII without spaces".into(),
+        )?;
+        check(
+            (1..=10).contains(&self.randhop_chain_length),
+            "randhop_chain_length",
+            || format!("must be 1 to 10, got {}", self.randhop_chain_length),
         )?;
         EnvFilter::builder()
             .parse(&self.log)

@@ -48,13 +48,15 @@ pub(crate) struct Shared {
     conf_text: RwLock<String>,
 }
 
-/// The texts of `/help.txt` and `/adminkey.txt`.
+/// The texts of `/help.txt`, `/adminkey.txt` and `/blockme.txt`.
 #[derive(Debug, Default)]
 pub(crate) struct Pages {
     /// `/help.txt`.
     pub help: String,
     /// `/adminkey.txt`, if the operator configured one.
     pub admin_key: Option<String>,
+    /// `/blockme.txt`: how recipients opt out.
+    pub blockme: String,
 }
 
 impl fmt::Debug for Shared {
@@ -124,6 +126,10 @@ impl Shared {
                 &self.config.node.name,
                 &self.address,
                 self.config.node.smtp_exit,
+                self.config
+                    .exit
+                    .published_contact(self.config.node.smtp_exit)
+                    .as_deref(),
                 &self.directory.addresses(self.unix_now()),
                 today,
             )?;
