@@ -20,6 +20,9 @@ use tor_llcrypto::pk::rsa::RsaIdentity;
 
 use crate::TorError;
 
+/// How often a client that is not ready warns, by default.
+const DEFAULT_BOOTSTRAP_WARNING: Duration = Duration::from_secs(5 * 60);
+
 /// Which Tor network to join.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -91,6 +94,10 @@ pub struct TorConfig {
     /// in its default (`<data_dir>/tor/cache`).
     #[serde(with = "path", skip_serializing_if = "path::is_unset")]
     pub cache_dir: PathBuf,
+    /// While the client is not ready (bootstrapping, or the network lost),
+    /// a warning saying how long and why is logged this often.
+    #[serde(with = "duration")]
+    pub bootstrap_warning: Duration,
 }
 
 impl Default for TorConfig {
@@ -103,6 +110,7 @@ impl Default for TorConfig {
             service_nickname: "mimix".into(),
             state_dir: PathBuf::new(),
             cache_dir: PathBuf::new(),
+            bootstrap_warning: DEFAULT_BOOTSTRAP_WARNING,
         }
     }
 }
@@ -138,6 +146,11 @@ impl TorConfig {
         check(self.state_dir != self.cache_dir, "cache_dir", || {
             "must differ from tor.state_dir".into()
         })?;
+        check(
+            self.bootstrap_warning >= Duration::from_secs(1),
+            "bootstrap_warning",
+            || "must be at least 1s".into(),
+        )?;
         match self.network {
             NetworkKind::Public => self.validate_public(),
             NetworkKind::Custom => self.validate_custom(),

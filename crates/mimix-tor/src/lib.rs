@@ -28,6 +28,7 @@
 //! handed out by [`IncomingStreams`] wait briefly, on shutdown, for the
 //! client to hang up first.
 
+mod bootstrap;
 mod config;
 mod error;
 mod perms;
@@ -35,11 +36,12 @@ mod service;
 pub mod testnet;
 mod transport;
 
+pub use bootstrap::BootstrapProgress;
 pub use config::{Authority, FallbackRelay, NetworkKind, TorConfig};
 pub use error::TorError;
 pub use perms::check_key_permissions;
 pub use service::{IncomingStreams, ONION_SERVICE_PORT, OnionService, PublishState};
-pub use transport::{BootstrapProgress, DEFAULT_DIAL_TIMEOUT, TorTransport};
+pub use transport::{DEFAULT_DIAL_TIMEOUT, TorTransport};
 
 /// A bidirectional byte stream: what [`TorTransport::dial`] returns and what
 /// [`IncomingStreams`] yields.
