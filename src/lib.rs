@@ -24,9 +24,10 @@
 //! mail); [`config`] aggregates the TOML configuration, each table owned by
 //! its subsystem; [`node`] wires it all together; [`clock`] injects time so
 //! that time-driven code is testable; [`net`] says what a host name is;
-//! [`safelog`] keeps identifying data out of the logs; [`admin`] shows the
-//! operator the running node (status, metrics, a status page) on a local
-//! listener.
+//! [`safelog`] keeps identifying data out of the logs, and [`logging`]
+//! says where they go (standard error, the journal, a log file); [`admin`]
+//! shows the operator the running node (status, metrics, a status page) on
+//! a local listener.
 
 pub mod admin;
 pub mod clock;
@@ -34,6 +35,7 @@ pub mod config;
 pub mod directory;
 pub mod exit;
 pub mod keystore;
+pub mod logging;
 pub mod net;
 pub mod node;
 pub mod pool;

@@ -3,6 +3,7 @@
 
 pub mod demo;
 mod localnet;
+pub mod logs;
 pub mod node;
 pub mod packet;
 pub mod send;
