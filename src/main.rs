@@ -8,10 +8,11 @@ use cli::packet::{KeygenArgs, PacketCmd};
 use cli::send::{RemailersArgs, SendArgs};
 use cli::status::StatusArgs;
 use cli::testnet::TestnetArgs;
+use cli::version::VersionArgs;
 
 /// mimix: a Tor-native anonymous remailer (Mimix protocol v1).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = cli::version::SHORT, about)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -48,6 +49,8 @@ enum Cmd {
     Packet(PacketCmd),
     /// Generate a new RSA key pair and print its key ID.
     Keygen(KeygenArgs),
+    /// Print the version; `--verbose` adds the commit, features and Arti.
+    Version(VersionArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -64,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Remailers(a) => cli::send::remailers(a),
         Cmd::Packet(c) => cli::packet::run(c),
         Cmd::Keygen(a) => cli::packet::keygen(a),
+        Cmd::Version(a) => cli::version::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

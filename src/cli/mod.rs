@@ -10,3 +10,4 @@ pub mod send;
 pub mod status;
 pub mod testnet;
 mod update;
+pub mod version;

@@ -28,6 +28,7 @@
 //! handed out by [`IncomingStreams`] wait briefly, on shutdown, for the
 //! client to hang up first.
 
+mod about;
 mod bootstrap;
 mod config;
 mod error;
@@ -36,6 +37,7 @@ mod service;
 pub mod testnet;
 mod transport;
 
+pub use about::{ARTI_FEATURES, ARTI_VERSION};
 pub use bootstrap::BootstrapProgress;
 pub use config::{Authority, FallbackRelay, NetworkKind, TorConfig};
 pub use error::TorError;
