@@ -20,10 +20,11 @@ use cli::packet::{KeygenArgs, PacketCmd};
 use cli::send::{RemailersArgs, SendArgs};
 use cli::status::StatusArgs;
 use cli::testnet::TestnetArgs;
+use cli::version::VersionArgs;
 
 /// mimix: a Tor-native anonymous remailer (Mimix protocol v1).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = cli::version::SHORT, about)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -68,6 +69,8 @@ enum Cmd {
     /// asked not to get mail from this remailer (see /blockme.txt).
     #[command(subcommand)]
     Block(BlockCmd),
+    /// Print the version; `--verbose` adds the commit, features and Arti.
+    Version(VersionArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -89,6 +92,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Keygen(a) => cli::packet::keygen(a),
         Cmd::Keys(c) => cli::keys::run(c),
         Cmd::Block(c) => cli::block::run(c),
+        Cmd::Version(a) => cli::version::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

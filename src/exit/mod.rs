@@ -582,6 +582,14 @@ impl Exit {
         }
     }
 
+    /// Reads the blocklist file again now (the node does this on SIGHUP;
+    /// a tool that has just written the file may call it too). Returns the
+    /// number of entries in force, or `None` when this exit has no
+    /// blocklist; on error the previous list stays in force. Blocking.
+    pub fn reload_blocklist(&self) -> Result<Option<usize>, BlocklistError> {
+        self.blocklist.as_ref().map(Blocklist::reload).transpose()
+    }
+
     /// Removes blocked recipients (reading the blocklist file again if it
     /// changed: blocking); returns how many.
     pub fn drop_blocked(&self, delivery: &mut Delivery) -> usize {

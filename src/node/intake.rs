@@ -323,7 +323,7 @@ impl Collector for Intake {
     }
 
     fn page(&self, path: &str) -> Option<String> {
-        let pages = &self.shared.pages;
+        let pages = self.shared.pages();
         match path {
             STATS_PATH => Some(self.shared.directory.stats_text(self.shared.unix_now())),
             HELP_PATH => Some(pages.help.clone()),

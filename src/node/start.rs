@@ -41,6 +41,7 @@ pub(super) struct Started {
     pub shared: Arc<Shared>,
     pub listen: Option<std::net::SocketAddr>,
     pub tasks: Vec<JoinHandle<()>>,
+    pub exit: Option<Arc<Exit>>,
     pub tor: Option<(Arc<TorTransport>, Arc<OnionService>)>,
 }
 
@@ -104,18 +105,15 @@ pub(super) async fn start(
         stop.clone(),
     );
     let Serving { listen, tor, task } = serve(server, listener, stop.clone());
-    let mut tasks = spawn_jobs(&shared, exit, stop);
+    let mut tasks = spawn_jobs(&shared, exit.clone(), stop);
     tasks.push(task);
     tasks.extend(admin.into_tasks());
     admin_guard.disarm();
-    info!(
-        smtp_exit = shared.config.node.smtp_exit,
-        "mimix node started"
-    );
     Ok(Started {
         shared,
         listen,
         tasks,
+        exit,
         tor,
     })
 }
@@ -165,8 +163,9 @@ fn spawn_jobs(
     tasks
 }
 
-/// The texts of `/help.txt`, `/adminkey.txt` and `/blockme.txt`.
-fn read_pages(config: &Config) -> Result<Pages, NodeError> {
+/// The texts of `/help.txt`, `/adminkey.txt` and `/blockme.txt` (at start
+/// and on reload).
+pub(super) fn read_pages(config: &Config) -> Result<Pages, NodeError> {
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path).map_err(|source| NodeError::Io {
             op: "reading",
