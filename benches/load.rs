@@ -82,6 +82,7 @@ fn store_rates(quick: bool) {
             id
         },
         replay_expires: SystemClock.now() + Duration::from_secs(86400),
+        digest: Some([7u8; 32]),
         item: PoolItem::Forward {
             next_hop: "http://x.onion".into(),
             packet: vec![7u8; 20480],

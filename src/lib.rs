@@ -25,9 +25,10 @@
 //! mail); [`config`] aggregates the TOML configuration, each table owned by
 //! its subsystem; [`node`] wires it all together; [`clock`] injects time so
 //! that time-driven code is testable; [`net`] says what a host name is;
-//! [`safelog`] keeps identifying data out of the logs; [`admin`] shows the
-//! operator the running node (status, metrics, a status page) on a local
-//! listener.
+//! [`safelog`] keeps identifying data out of the logs, and [`logging`]
+//! says where they go (standard error, the journal, a log file); [`admin`]
+//! shows the operator the running node (status, metrics, a status page) on
+//! a local listener.
 //! The hidden `fuzzing` module (feature `fuzzing`) holds the properties
 //! the fuzz targets under `fuzz/` and `tests/fuzz_corpus.rs` check.
 
@@ -40,6 +41,7 @@ pub mod exit;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod keystore;
+pub mod logging;
 pub mod net;
 pub mod node;
 pub mod pool;

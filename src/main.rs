@@ -14,15 +14,17 @@ mod cli;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::{Parser, Subcommand};
+use cli::block::BlockCmd;
 use cli::node::{ConfigArgs, InitArgs};
 use cli::packet::{KeygenArgs, PacketCmd};
 use cli::send::{RemailersArgs, SendArgs};
 use cli::status::StatusArgs;
 use cli::testnet::TestnetArgs;
+use cli::version::VersionArgs;
 
 /// mimix: a Tor-native anonymous remailer (Mimix protocol v1).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = cli::version::SHORT, about)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -63,6 +65,12 @@ enum Cmd {
     /// identity).
     #[command(subcommand)]
     Keys(cli::keys::KeysCmd),
+    /// The exit's blocklist: add, remove and list addresses whose owners
+    /// asked not to get mail from this remailer (see /blockme.txt).
+    #[command(subcommand)]
+    Block(BlockCmd),
+    /// Print the version; `--verbose` adds the commit, features and Arti.
+    Version(VersionArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -83,6 +91,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Packet(c) => cli::packet::run(c),
         Cmd::Keygen(a) => cli::packet::keygen(a),
         Cmd::Keys(c) => cli::keys::run(c),
+        Cmd::Block(c) => cli::block::run(c),
+        Cmd::Version(a) => cli::version::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -85,6 +85,11 @@ fn example_equals_the_defaults() {
         data_dir.join("newsgroup-blocklist.txt")
     );
     assert_eq!(loaded.exit.news.nntp.port(), 119);
+    assert_eq!(loaded.exit.rate_limit.per_address, 20);
+    assert_eq!(loaded.exit.rate_limit.per_domain, 200);
+    assert_eq!(loaded.exit.abuse_contact, None);
+    assert!(loaded.node.randhop);
+    assert_eq!(loaded.node.randhop_chain_length, 2);
     assert!(loaded.directory.remailers.is_empty());
     assert_eq!(loaded.admin.listen, mimix::admin::AdminListen::Unix);
     assert!(!loaded.admin.metrics);

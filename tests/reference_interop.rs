@@ -39,6 +39,7 @@ fn make_remailer(dir: &Path, name: &str, bits: usize, smtp: bool, today: u64) {
         valid_from: today,
         valid_to: today + 270,
         smtp,
+        abuse: None,
         known: vec![],
     };
     std::fs::write(d.join("remailer-conf.txt"), conf.to_text()).unwrap();

@@ -54,6 +54,18 @@ const FAMILIES: &[Family] = &[
         members: &[(counter::ACCEPTED, "")],
     },
     Family {
+        name: "mimix_packets_duplicate_total",
+        help: "Byte-identical copies of packets already held, answered 200 without decrypting.",
+        label: "",
+        members: &[(counter::DUPLICATES, "")],
+    },
+    Family {
+        name: "mimix_packets_peeled_total",
+        help: "Inbound packets that went through the peel (RSA decryption).",
+        label: "",
+        members: &[(counter::PEELED, "")],
+    },
+    Family {
         name: "mimix_dummies_pooled_total",
         help: "Dummy packets made and put in the pool.",
         label: "",
@@ -110,6 +122,8 @@ const FAMILIES: &[Family] = &[
             (counter::RECIPIENTS_FAILED, "failed"),
             (counter::RECIPIENTS_DEFERRED, "deferred"),
             (counter::RECIPIENTS_BLOCKED, "blocked"),
+            (counter::RECIPIENTS_RATE_LIMITED, "rate_limited"),
+            (counter::RECIPIENTS_RATE_TABLE_FULL, "rate_table_full"),
         ],
     },
     Family {
@@ -155,6 +169,16 @@ const FAMILIES: &[Family] = &[
         help: "Exit packets a middle node received and could not deliver.",
         label: "",
         members: &[("exit_dropped_middle_node", "")],
+    },
+    Family {
+        name: "mimix_randhop_total",
+        help: "Mail packets that ended at this middle node, by what became of them.",
+        label: "outcome",
+        members: &[
+            (counter::RANDHOP, "rerouted"),
+            (counter::RANDHOP_NO_EXIT, "no_exit"),
+            (counter::RANDHOP_FAILED, "failed"),
+        ],
     },
     Family {
         name: "mimix_chunks_total",

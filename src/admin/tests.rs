@@ -104,6 +104,7 @@ async fn starting_then_running() {
         percent: 40,
         description: "loading a consensus".into(),
         ready: false,
+        blocked: None,
     });
     r.clock.advance(Duration::from_secs(90));
     let s = r.report().await;

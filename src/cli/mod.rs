@@ -1,15 +1,18 @@
 //! The command line: clap definitions and the commands that run at the
 //! edge (the only place `anyhow` is used). Private to the `mimix` binary.
 
+pub mod block;
 pub mod demo;
 pub mod keys;
 mod localnet;
+pub mod logs;
 pub mod node;
 pub mod packet;
 pub mod send;
 pub mod status;
 pub mod testnet;
 mod update;
+pub mod version;
 
 /// Warns (on standard error) when run as root: the node's files would be
 /// owned by root, and the packaged service, running as its own user,

@@ -144,22 +144,13 @@ fn write_new_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// Sets up logging: `RUST_LOG` wins over the config's filter.
 pub fn init_logging(filter: &str) {
-    use std::io::IsTerminal;
-    // The storage engine's own info lines are noise to an operator.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("fjall=warn,lsm_tree=warn,{filter}"))
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    super::logs::init_stderr(filter);
 }
 
 /// `mimix run`: runs the node until SIGINT or SIGTERM.
 pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
-    init_logging(&config.node.log);
+    let logging = super::logs::init_run(&config)?;
     if super::is_root() {
         tracing::warn!(
             "running as root: the node's files will be owned by root; run it as its own user \
@@ -176,6 +167,7 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
+        let reloader = super::logs::on_hangup(logging, move || load_config(&args))?;
         // Signals are handled from the start: SIGTERM while Tor
         // bootstraps stops the start-up cleanly.
         let signalled = tokio_util::sync::CancellationToken::new();
@@ -191,6 +183,7 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
         };
+        let _ = reloader.set(node.reloader());
         // systemd (Type=notify): the node is up, its onion service published.
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         let stop = node.stop_token();

@@ -81,6 +81,10 @@ pub fn conf(args: ConfigArgs) -> anyhow::Result<()> {
         &config.node.name,
         &address,
         config.node.smtp_exit,
+        config
+            .exit
+            .published_contact(config.node.smtp_exit)
+            .as_deref(),
         &known,
         SystemClock.epoch_day(),
     )?;

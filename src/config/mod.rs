@@ -426,6 +426,9 @@ impl Config {
         if let Some(p) = &self.node.admin_key_file {
             self.node.admin_key_file = Some(fix("node.admin_key_file", p)?);
         }
+        if let Some(p) = &self.node.log_file {
+            self.node.log_file = Some(fix("node.log_file", p)?);
+        }
         for (i, r) in self.directory.remailers.iter_mut().enumerate() {
             if let Some(p) = &r.conf {
                 r.conf = Some(fix(&format!("directory.remailers[{i}].conf"), p)?);

@@ -36,6 +36,7 @@ fn conf(
         valid_from: from,
         valid_to: to,
         smtp: true,
+        abuse: None,
         known: known.to_vec(),
     }
     .to_text()

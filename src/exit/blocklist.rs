@@ -16,8 +16,10 @@
 //!
 //! The file is re-read when its modification time, size or (on Unix) inode
 //! or change time differ from the version last read, checked on every
-//! lookup, so edits apply without a restart. A new version with an error is
-//! ignored (logged at warn with its line number, never its content) and the
+//! lookup, so edits apply without a restart; [`Blocklist::reload`] re-reads
+//! it at once (the node's SIGHUP, see
+//! [`Exit::reload_blocklist`](super::Exit::reload_blocklist)). A new
+//! version with an error is ignored (logged at warn with its line number, never its content) and the
 //! last good list stays in force until the file changes again.
 //!
 //! Blocked recipients are dropped and counted by the exit, never bounced;
@@ -240,6 +242,24 @@ impl Blocklist {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         self.refresh(&mut state);
         Arc::clone(&state.rules)
+    }
+
+    /// Reads the file again now, whether or not it looks changed (a file
+    /// rewritten within the same second and at the same size does not):
+    /// for the node's SIGHUP and for tools that have just written it.
+    /// Returns the number of entries in force; on error the previous list
+    /// stays in force.
+    pub fn reload(&self) -> Result<usize, BlocklistError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let stamp = stat(&self.path)?;
+        let rules = match stamp {
+            None => Rules::default(),
+            Some(_) => read(&self.path)?,
+        };
+        let n = rules.len();
+        state.rules = Arc::new(rules);
+        state.seen = stamp;
+        Ok(n)
     }
 
     /// Whether `address` is blocked (reloading the file if it changed).

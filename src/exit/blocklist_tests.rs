@@ -130,3 +130,26 @@ fn edits_apply_without_restart_and_bad_edits_keep_the_last_good_list() {
     write_version(&path, "four@example.com\n", 5_000);
     assert!(list.is_blocked(&addr("four@example.com")));
 }
+
+#[test]
+fn reload_reads_the_file_at_once_and_keeps_the_list_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blocklist.txt");
+    let list = Blocklist::load(&path).unwrap();
+    assert_eq!(list.reload().unwrap(), 0, "a missing file is empty");
+
+    write_version(&path, "one@example.com\n@two.example\n", 1_000);
+    assert_eq!(list.reload().unwrap(), 2);
+    assert!(list.is_blocked(&addr("x@two.example")));
+
+    write_version(&path, "/(/\n", 2_000);
+    let err = list.reload().unwrap_err();
+    assert!(
+        matches!(err, BlocklistError::Syntax { line: 1, .. }),
+        "{err}"
+    );
+    assert!(
+        list.rules().matches("one@example.com"),
+        "a bad file keeps the previous list (also on the next lookup)"
+    );
+}

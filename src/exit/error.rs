@@ -44,6 +44,14 @@ pub enum PolicyError {
     /// Every recipient is on the destination blocklist.
     #[error("all {} recipients are blocked", crate::safelog::sensitive(.0))]
     AllRecipientsBlocked(usize),
+    /// Every recipient had its deliveries for the day, or the day's
+    /// rate-limit table was full ([`crate::exit::limit`]).
+    #[error("all {} recipients are over the rate limit", crate::safelog::sensitive(.0))]
+    AllRecipientsRateLimited(usize),
+    /// The rate-limit counters could not be read or written; the message
+    /// is dropped rather than sent uncounted.
+    #[error("the rate-limit counters are unavailable")]
+    RateLimitUnavailable,
     /// The clock is outside the range a `Date:` header can express.
     #[error("clock out of range for a Date header")]
     ClockOutOfRange,

@@ -3,8 +3,11 @@
 //! [`reassembly`] turns exit chunks into complete payloads in the mail
 //! queue. For each queued payload the node then calls [`Exit::prepare`]
 //! (header policy, [`policy`], then the destination blocklist,
-//! [`blocklist`]) and [`Exit::deliver`] (SMTP, [`smtp`], with MX routing in
-//! [`mx`]).
+//! [`blocklist`], then the per-destination rate limit, [`limit`]) and
+//! [`Exit::deliver`] (SMTP, [`smtp`], with MX routing in [`mx`]).
+//! [`optout`] is how recipients get onto the blocklist (`/blockme.txt`,
+//! `mimix block`); the operator's abuse contact ([`ExitConfig::abuse_contact`])
+//! is published in our remailer-conf and in every mail's `Comments:`.
 //!
 //! [`Exit::prepare_outgoing`] is the whole way in: a compressed payload is
 //! inflated first ([`gzip`]), and with Usenet posting on a post goes
@@ -12,8 +15,8 @@
 //! to a news server ([`nntp`], [`Exit::post`]).
 //!
 //! Nothing is ever bounced to the anonymous sender: a payload the policy
-//! refuses, a blocked recipient and a permanent SMTP failure are dropped
-//! and counted. Temporary failures come back as [`DeliveryResult::Retry`]
+//! refuses, a blocked or rate-limited recipient and a permanent SMTP
+//! failure are dropped and counted. Temporary failures come back as [`DeliveryResult::Retry`]
 //! for the mail queue to retry with backoff.
 
 pub mod address;
@@ -21,9 +24,11 @@ pub mod blocklist;
 pub mod delivery;
 mod error;
 pub mod gzip;
+pub mod limit;
 pub mod mx;
 pub mod news;
 pub mod nntp;
+pub mod optout;
 pub mod outgoing;
 pub mod policy;
 pub mod reassembly;
@@ -35,12 +40,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mimix_settings::{Checked, check, days, duration, hours, minutes, path, size};
+use mimix_settings::{
+    Checked, check, days, duration, hours, minutes, path, printable_ascii, size,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::queue::{Caps, Retry};
+use crate::store::Store;
 use blocklist::{Blocklist, BlocklistError};
+use limit::{RateLimitConfig, RateLimiter};
 use mx::MxResolver;
 use news::{News, NewsConfig, Post};
 use nntp::NntpError;
@@ -83,6 +92,11 @@ pub struct ExitConfig {
     /// `<data_dir>/blocklist.txt`).
     #[serde(with = "path", skip_serializing_if = "path::is_unset")]
     pub blocklist: PathBuf,
+    /// Where to report abuse (an address or a URL, printable ASCII),
+    /// published as `Abuse:` in our remailer-conf and added to every
+    /// mail's `Comments:`. Default: the envelope sender of `[exit.policy]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abuse_contact: Option<String>,
     /// `[exit.policy]`: header rewriting and limits.
     pub policy: PolicyConfig,
     /// `[exit.smtp]`: how mail leaves the exit.
@@ -98,23 +112,52 @@ pub struct ExitConfig {
     pub max_decompressed_size: usize,
     /// `[exit.news]`: Usenet posting.
     pub news: NewsConfig,
+    /// `[exit.rate_limit]`: deliveries per recipient address and domain
+    /// per day.
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for ExitConfig {
     fn default() -> Self {
         Self {
             blocklist: PathBuf::new(),
+            abuse_contact: None,
             policy: PolicyConfig::default(),
             smtp: SmtpConfig::default(),
             retry: MailRetryConfig::default(),
             reassembly: ReassemblyConfig::default(),
             max_decompressed_size: gzip::DEFAULT_LIMIT,
             news: NewsConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
 
+/// Longest `abuse_contact`.
+const MAX_ABUSE_CONTACT: usize = 200;
+
 impl ExitConfig {
+    /// The abuse contact in effect: `abuse_contact`, else the envelope
+    /// sender (the address bounces go to, which the operator reads).
+    pub fn abuse_contact(&self) -> String {
+        match &self.abuse_contact {
+            Some(c) => c.clone(),
+            None => Policy::new(&self.policy)
+                .map(|p| p.envelope_from().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The contact a node publishes (remailer-conf `Abuse:`,
+    /// `/blockme.txt`): an exit's [`ExitConfig::abuse_contact`], a middle
+    /// node's only if configured.
+    pub fn published_contact(&self, exit: bool) -> Option<String> {
+        match exit {
+            true => Some(self.abuse_contact()).filter(|c| !c.is_empty()),
+            false => self.abuse_contact.clone(),
+        }
+    }
+
     /// Checks the settings without touching files or the network; fields
     /// are named relative to the table.
     pub fn validate(&self) -> Checked {
@@ -131,6 +174,19 @@ impl ExitConfig {
             },
         )?;
         self.news.validate().map_err(|e| e.within("news"))?;
+        if let Some(c) = &self.abuse_contact {
+            let ok =
+                printable_ascii(c) && (1..=MAX_ABUSE_CONTACT).contains(&c.len()) && c.trim() == c;
+            check(ok, "abuse_contact", || {
+                format!(
+                    "must be 1 to {MAX_ABUSE_CONTACT} printable ASCII characters \
+                     without leading or trailing spaces"
+                )
+            })?;
+        }
+        self.rate_limit
+            .validate()
+            .map_err(|e| e.within("rate_limit"))?;
         self.policy.validate().map_err(|e| e.within("policy"))?;
         self.smtp.validate().map_err(|e| e.within("smtp"))?;
         self.retry.validate().map_err(|e| e.within("retry"))?;
@@ -235,6 +291,11 @@ pub struct ExitCounts {
     pub failed_recipients: u64,
     /// Recipients deferred for a later attempt.
     pub deferred_recipients: u64,
+    /// Recipients dropped because their address or domain had its
+    /// deliveries for the day.
+    pub rate_limited_recipients: u64,
+    /// Recipients dropped because the day's rate-limit table was full.
+    pub rate_table_full: u64,
 }
 
 #[derive(Debug, Default)]
@@ -244,6 +305,8 @@ struct Counters {
     delivered_recipients: AtomicU64,
     failed_recipients: AtomicU64,
     deferred_recipients: AtomicU64,
+    rate_limited_recipients: AtomicU64,
+    rate_table_full: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: usize) {
@@ -254,6 +317,8 @@ fn bump(c: &AtomicU64, n: usize) {
 pub struct Exit {
     policy: Policy,
     blocklist: Option<Blocklist>,
+    rate_limit: RateLimitConfig,
+    limiter: Option<RateLimiter>,
     mailer: Mailer,
     clock: Arc<dyn Clock>,
     counters: Counters,
@@ -278,7 +343,7 @@ impl std::fmt::Debug for Exit {
 impl Exit {
     /// Builds the exit from `config` (MX mode uses the system resolver).
     pub fn new(config: &ExitConfig, clock: Arc<dyn Clock>) -> Result<Self, ExitError> {
-        let policy = Policy::new(&config.policy)?;
+        let policy = Policy::for_exit(&config.policy, &config.abuse_contact())?;
         let mailer = Mailer::new(&config.smtp, policy.domain())?;
         Self::assemble(config, policy, mailer, clock)
     }
@@ -289,7 +354,7 @@ impl Exit {
         clock: Arc<dyn Clock>,
         resolver: Arc<dyn MxResolver>,
     ) -> Result<Self, ExitError> {
-        let policy = Policy::new(&config.policy)?;
+        let policy = Policy::for_exit(&config.policy, &config.abuse_contact())?;
         let mailer = Mailer::with_resolver(&config.smtp, policy.domain(), resolver)?;
         Self::assemble(config, policy, mailer, clock)
     }
@@ -309,6 +374,8 @@ impl Exit {
         Ok(Self {
             policy,
             blocklist,
+            rate_limit: config.rate_limit,
+            limiter: None,
             mailer,
             clock,
             counters: Counters::default(),
@@ -316,6 +383,13 @@ impl Exit {
             news: News::new(&config.news)?,
             inflate_limit: config.max_decompressed_size,
         })
+    }
+
+    /// Counts deliveries against `[exit.rate_limit]` in `store` (without
+    /// a store, nothing is rate limited).
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.limiter = RateLimiter::new(&self.rate_limit, store, self.clock.clone());
+        self
     }
 
     /// The destination a message queued for `domain` (its routing hint,
@@ -390,8 +464,9 @@ impl Exit {
         }
     }
 
-    /// Applies the header policy and the blocklist to a reassembled
-    /// payload. An `Err` means: drop the payload (it is counted here).
+    /// Applies the header policy, the blocklist and the rate limit to a
+    /// reassembled payload (blocking: the rate limit writes the store). An
+    /// `Err` means: drop the payload (it is counted here).
     pub fn prepare<R: rand::CryptoRng + ?Sized>(
         &self,
         payload: &[u8],
@@ -403,16 +478,37 @@ impl Exit {
             .and_then(|mut d| {
                 let blocked = self.drop_blocked(&mut d);
                 if d.envelope_to.is_empty() {
-                    Err(PolicyError::AllRecipientsBlocked(blocked))
-                } else {
-                    Ok(d)
+                    return Err(PolicyError::AllRecipientsBlocked(blocked));
                 }
+                self.rate_limit(&mut d, rng)?;
+                Ok(d)
             });
         if let Err(e) = &result {
             bump(&self.counters.rejected, 1);
             tracing::debug!(reason = %e, "exit: payload dropped");
         }
         result
+    }
+
+    /// Drops the recipients of `delivery` over today's rate limits.
+    fn rate_limit<R: rand::CryptoRng + ?Sized>(
+        &self,
+        delivery: &mut Delivery,
+        rng: &mut R,
+    ) -> Result<(), PolicyError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        let limited = limiter.apply(delivery, rng).map_err(|e| {
+            tracing::warn!("exit rate limit: {e}");
+            PolicyError::RateLimitUnavailable
+        })?;
+        bump(&self.counters.rate_limited_recipients, limited.over_limit);
+        bump(&self.counters.rate_table_full, limited.table_full);
+        if delivery.envelope_to.is_empty() {
+            return Err(PolicyError::AllRecipientsRateLimited(limited.total()));
+        }
+        Ok(())
     }
 
     /// Tries every recipient of `delivery` once. The blocklist is checked
@@ -468,6 +564,8 @@ impl Exit {
             delivered_recipients: get(&c.delivered_recipients),
             failed_recipients: get(&c.failed_recipients),
             deferred_recipients: get(&c.deferred_recipients),
+            rate_limited_recipients: get(&c.rate_limited_recipients),
+            rate_table_full: get(&c.rate_table_full),
         }
     }
 
@@ -482,6 +580,14 @@ impl Exit {
             }
             Outgoing::Post(_) => {}
         }
+    }
+
+    /// Reads the blocklist file again now (the node does this on SIGHUP;
+    /// a tool that has just written the file may call it too). Returns the
+    /// number of entries in force, or `None` when this exit has no
+    /// blocklist; on error the previous list stays in force. Blocking.
+    pub fn reload_blocklist(&self) -> Result<Option<usize>, BlocklistError> {
+        self.blocklist.as_ref().map(Blocklist::reload).transpose()
     }
 
     /// Removes blocked recipients (reading the blocklist file again if it

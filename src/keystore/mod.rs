@@ -298,12 +298,15 @@ impl Keystore {
         self.keys.iter().map(|e| e.meta.clone()).collect()
     }
 
-    /// Our `remailer-conf.txt` for `today`, advertising the current key.
+    /// Our `remailer-conf.txt` for `today`, advertising the current key
+    /// (and the operator's `abuse` contact, if any).
+    #[allow(clippy::too_many_arguments)]
     pub fn remailer_conf(
         &self,
         name: &str,
         address: &str,
         smtp: bool,
+        abuse: Option<&str>,
         known: &[String],
         today: u64,
     ) -> Result<String, KeystoreError> {
@@ -315,6 +318,7 @@ impl Keystore {
             valid_from: e.meta.valid_from,
             valid_to: e.meta.valid_to,
             smtp,
+            abuse: abuse.map(str::to_owned),
             // Bounded so the conf stays well inside what clients parse.
             known: known
                 .iter()

@@ -67,7 +67,7 @@ fn rotation_lifecycle() {
     let old_id = KeyId::from_hex(&first).unwrap();
     assert!(ks.secret_key(&old_id).is_some());
     let conf = ks
-        .remailer_conf("me", "http://me.onion", true, &[], today)
+        .remailer_conf("me", "http://me.onion", true, None, &[], today)
         .unwrap();
     assert!(conf.contains(&format!("KeyID: {second}")));
 

@@ -6,10 +6,12 @@
 //! into the pool in one durable batch; only after that batch is on disk
 //! does the transport answer 200. Concurrent submissions share one fsync
 //! (group commit): a single committer task takes whatever has queued up
-//! while the previous batch was being written. An exit packet reaching a
-//! middle node is discarded, its ID logged all the same; so is the ID of a
-//! packet refused for its next hop, so that it stays refused (as a
-//! replay) when it comes again.
+//! while the previous batch was being written. A byte-identical copy of a
+//! packet we hold is answered 200 before the peel ([`super::duplicate`]).
+//! A mail packet reaching a middle node is re-encrypted to an exit
+//! ([`super::randhop`]); a dummy is discarded, its ID logged all the same;
+//! so is the ID of a packet refused for its next hop, so that it stays
+//! refused (as a replay) when it comes again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,10 +21,13 @@ use mimix_packet::{ExitType, Outcome, dearmour, peel};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use super::Shared;
+use super::duplicate::{self, Seen};
+use super::{Shared, randhop};
 use crate::directory::pinger;
-use crate::store::{Accepted, Inbound, PoolItem};
-use crate::transport::{ADMINKEY_PATH, Collector, HELP_PATH, PeerUrl, Rejection, STATS_PATH};
+use crate::store::{Accepted, Inbound, PoolItem, counter};
+use crate::transport::{
+    ADMINKEY_PATH, BLOCKME_PATH, Collector, HELP_PATH, PeerUrl, Rejection, STATS_PATH,
+};
 
 /// Most packets written in one batch.
 const MAX_BATCH: usize = 128;
@@ -71,6 +76,7 @@ impl Intake {
     /// Peels on the blocking pool; returns the packet ID and the item to
     /// store, or the counter of a discarded packet.
     async fn peel(&self, armoured: String) -> Result<([u8; 16], Peeled), Rejection> {
+        self.count(counter::PEELED);
         let shared = self.shared.clone();
         let result = tokio::task::spawn_blocking(move || {
             let packet = dearmour(&armoured).map_err(|_| "armour")?;
@@ -118,6 +124,13 @@ impl Intake {
                     // know better) but cannot deliver them.
                     let counter = match chunk.exit_type {
                         ExitType::Dummy => "exit_dummies_discarded",
+                        ExitType::Smtp if self.shared.config.node.randhop => {
+                            let item = match randhop::reroute(&self.shared, chunk).await {
+                                Ok(item) => Peeled::Reroute(item),
+                                Err(counter) => Peeled::Discard(counter),
+                            };
+                            return Ok((peeled.packet_id, item));
+                        }
                         ExitType::Smtp => "exit_dropped_middle_node",
                     };
                     return Ok((peeled.packet_id, Peeled::Discard(counter)));
@@ -160,6 +173,8 @@ fn returned_ping(shared: &Shared, outcome: &Outcome) -> bool {
 enum Peeled {
     /// An item for the pool.
     Pool(PoolItem),
+    /// A mail packet re-encrypted to an exit (randhop), for the pool.
+    Reroute(PoolItem),
     /// Nothing but its ID in the replay log, counted under this name.
     Discard(&'static str),
     /// Refused for its next hop: its ID goes into the replay log.
@@ -173,12 +188,13 @@ impl Intake {
     async fn discard(
         &self,
         packet_id: [u8; 16],
+        digest: Option<[u8; 32]>,
         replay_expires: std::time::SystemTime,
         counter: &'static str,
     ) -> Result<(), Rejection> {
         let store = self.shared.store.clone();
         let logged = tokio::task::spawn_blocking(move || {
-            store.log_packet_id(&packet_id, replay_expires, counter)
+            store.log_packet_id(&packet_id, digest.as_ref(), replay_expires, counter)
         })
         .await;
         match logged {
@@ -248,14 +264,24 @@ impl Collector for Intake {
             return Err(Rejection::Overloaded);
         }
         let slot = PeelSlot(&self.peeling);
+        let digest = match duplicate::check(&self.shared, &armoured).await {
+            Seen::Held => {
+                self.count(counter::DUPLICATES);
+                return Ok(());
+            }
+            Seen::New(digest) => digest,
+        };
         let peeled = self.peel(armoured).await;
         drop(slot);
         let (packet_id, peeled) = peeled?;
         let replay_expires = self.shared.clock.now() + self.shared.config.replay.retention;
-        let item = match peeled {
-            Peeled::Pool(item) => item,
+        let (item, rerouted) = match peeled {
+            Peeled::Pool(item) => (item, false),
+            Peeled::Reroute(item) => (item, true),
             Peeled::Discard(counter) => {
-                return self.discard(packet_id, replay_expires, counter).await;
+                return self
+                    .discard(packet_id, digest, replay_expires, counter)
+                    .await;
             }
             Peeled::RefusedHop => return self.refuse_hop(packet_id, replay_expires).await,
         };
@@ -266,6 +292,7 @@ impl Collector for Intake {
         let inbound = Inbound {
             packet_id,
             replay_expires,
+            digest,
             item,
         };
         let (tx, rx) = oneshot::channel();
@@ -275,6 +302,9 @@ impl Collector for Intake {
         }
         match rx.await {
             Ok(Ok(Accepted::New(_))) => {
+                if rerouted {
+                    self.count(counter::RANDHOP);
+                }
                 self.shared.inbound_dummies();
                 if let Some(hop) = next_hop {
                     self.shared.hear_of(hop);
@@ -293,11 +323,12 @@ impl Collector for Intake {
     }
 
     fn page(&self, path: &str) -> Option<String> {
-        let pages = &self.shared.pages;
+        let pages = self.shared.pages();
         match path {
             STATS_PATH => Some(self.shared.directory.stats_text(self.shared.unix_now())),
             HELP_PATH => Some(pages.help.clone()),
             ADMINKEY_PATH => pages.admin_key.clone(),
+            BLOCKME_PATH => Some(pages.blockme.clone()),
             _ => None,
         }
     }

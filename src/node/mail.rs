@@ -222,6 +222,16 @@ pub(crate) fn count_recipients(shared: &Shared, now: ExitCounts, last: ExitCount
             now.deferred_recipients,
             last.deferred_recipients,
         ),
+        (
+            counter::RECIPIENTS_RATE_LIMITED,
+            now.rate_limited_recipients,
+            last.rate_limited_recipients,
+        ),
+        (
+            counter::RECIPIENTS_RATE_TABLE_FULL,
+            now.rate_table_full,
+            last.rate_table_full,
+        ),
     ];
     for (name, now, last) in pairs {
         if now > last {

@@ -5,22 +5,30 @@
 //! |---|---|
 //! | [`start`] | start-up wiring: data directory, store, keys, transport, tasks |
 //! | [`intake`] | the HTTP server's collector: peel, check, store |
+//! | `duplicate` | byte-identical copies of packets held: 200 before the peel |
+//! | `randhop` | mail packets ending at a middle node, re-encrypted to an exit |
 //! | [`rounds`] | the pool round every `pool.interval` |
 //! | [`outbound`] | the outbound queue: posts to next hops |
 //! | [`mail`] | reassembly and the mail queue (exit nodes) |
 //! | [`pinger`] | pings through every known remailer |
 //! | [`maintenance`] | pruning, key rotation, counters, directory ageing and snapshot |
 //! | [`status`] | what the admin listener reads; the status file `mimix status` reads when it is off |
+//! | [`lifecycle`] | the start and stop lines |
+//! | [`reload`] | what a new configuration changes while the node runs (SIGHUP) |
 //!
 //! The node's own settings are [`NodeConfig`] (`[node]`),
 //! [`ReplayConfig`] (`[replay]`) and [`OutboundConfig`] (`[outbound]`).
 //! Every task stops when the node's cancellation token is cancelled.
 
+mod duplicate;
 pub mod intake;
+mod lifecycle;
 mod mail;
 mod maintenance;
 mod outbound;
 mod pinger;
+mod randhop;
+pub mod reload;
 mod replay;
 mod rounds;
 mod settings;
@@ -38,9 +46,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::keystore::{KeyGenerator, KeystoreError, SystemKeyGenerator};
 use crate::store::StoreError;
+pub use lifecycle::uptime;
 pub use outbound::OutboundConfig;
+pub use reload::{Reloaded, Reloader};
 pub use replay::ReplayConfig;
 pub use settings::{NodeConfig, PLACEHOLDER_NAME};
 pub use shared::DummyError;
@@ -95,6 +106,10 @@ pub struct Node {
     listen: Option<SocketAddr>,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The exit's delivery side, on an exit node (its blocklist reloads).
+    exit: Option<Arc<Exit>>,
+    /// The start time and counters, for the stop line.
+    baseline: lifecycle::Baseline,
     /// The Tor client and our onion service, kept alive while the node runs.
     _tor: Option<(Arc<TorTransport>, Arc<OnionService>)>,
 }
@@ -121,11 +136,15 @@ impl Node {
     ) -> Result<Node, NodeError> {
         let stop = CancellationToken::new();
         let started = start::start(config, clock, keygen, &stop).await?;
+        let baseline = lifecycle::Baseline::now(&started.shared);
+        tracing::info!("{}", lifecycle::start_line(&started.shared));
         Ok(Node {
             shared: started.shared,
             listen: started.listen,
             stop,
             tasks: started.tasks,
+            exit: started.exit,
+            baseline,
             _tor: started.tor,
         })
     }
@@ -155,7 +174,8 @@ impl Node {
         self.stop.clone()
     }
 
-    /// Waits until the node is stopped, then for its tasks to finish.
+    /// Waits until the node is stopped, then for its tasks to finish, and
+    /// logs the stop line.
     pub async fn wait(self) {
         self.stop.cancelled().await;
         for t in self.tasks {
@@ -163,5 +183,11 @@ impl Node {
         }
         let s = self.shared.clone();
         blocking("writing the status file", move || status::write(&s)).await;
+        let s = self.shared.clone();
+        let baseline = self.baseline;
+        let line = tokio::task::spawn_blocking(move || lifecycle::stop_line(&s, &baseline)).await;
+        if let Ok(line) = line {
+            tracing::info!("{line}");
+        }
     }
 }

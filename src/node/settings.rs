@@ -33,15 +33,25 @@ pub struct NodeConfig {
     /// Whether this node delivers mail (an exit, `SMTP: Yes`) or only
     /// forwards packets (a middle node).
     pub smtp_exit: bool,
-    /// Log filter, in `tracing_subscriber::EnvFilter` syntax.
+    /// Log filter, in `tracing_subscriber::EnvFilter` syntax; changed
+    /// live on SIGHUP.
     pub log: String,
+    /// A file the log is appended to as well as standard error (created
+    /// 0600, opened again on SIGHUP, for `logrotate`); unset: none. See
+    /// [`logging`](crate::logging).
+    #[serde(
+        default,
+        with = "path::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub log_file: Option<PathBuf>,
     /// Whether identifying values (packet IDs, addresses, sizes,
     /// recipients) are scrubbed from debug logs (see
     /// [`safelog`](crate::safelog)). Turn it off only to debug a test
     /// network.
     pub safe_logging: bool,
     /// The text served as `/help.txt`; unset: a built-in page saying what
-    /// this remailer is and how to use it.
+    /// this remailer is and how to use it. Read again on SIGHUP.
     #[serde(
         default,
         with = "path::option",
@@ -49,13 +59,20 @@ pub struct NodeConfig {
     )]
     pub help_file: Option<PathBuf>,
     /// The operator's OpenPGP public key, served as `/adminkey.txt`;
-    /// unset: 404.
+    /// unset: 404. Read again on SIGHUP.
     #[serde(
         default,
         with = "path::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub admin_key_file: Option<PathBuf>,
+    /// A middle node re-encrypts mail packets that end here (the sender
+    /// made it the last hop) to an exit it picks by the message ID
+    /// ("randhop", wire format 7.3); false drops them.
+    pub randhop: bool,
+    /// Hops of a randhop chain, the exit included (2: one random
+    /// remailer, then the exit, as the reference's `*,*`); 1 to 10.
+    pub randhop_chain_length: u8,
 }
 
 impl Default for NodeConfig {
@@ -66,9 +83,12 @@ impl Default for NodeConfig {
             address: None,
             smtp_exit: false,
             log: "info".into(),
+            log_file: None,
             safe_logging: true,
             help_file: None,
             admin_key_file: None,
+            randhop: true,
+            randhop_chain_length: 2,
         }
     }
 }
@@ -94,6 +114,11 @@ impl NodeConfig {
             self.log.bytes().all(|b| b.is_ascii_graphic()),
             "log",
             || "must be printable ASCII without spaces".into(),
+        )?;
+        check(
+            (1..=10).contains(&self.randhop_chain_length),
+            "randhop_chain_length",
+            || format!("must be 1 to 10, got {}", self.randhop_chain_length),
         )?;
         EnvFilter::builder()
             .parse(&self.log)

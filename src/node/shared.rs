@@ -43,18 +43,20 @@ pub(crate) struct Shared {
     pub mail_wake: Arc<Notify>,
     /// Wakes the conf fetcher when new remailers are heard of.
     pub fetch_wake: Arc<Notify>,
-    /// The public pages besides the conf, read at start.
-    pub pages: Pages,
+    /// The public pages besides the conf, read at start and on reload.
+    pages: RwLock<Arc<Pages>>,
     conf_text: RwLock<String>,
 }
 
-/// The texts of `/help.txt` and `/adminkey.txt`.
+/// The texts of `/help.txt`, `/adminkey.txt` and `/blockme.txt`.
 #[derive(Debug, Default)]
 pub(crate) struct Pages {
     /// `/help.txt`.
     pub help: String,
     /// `/adminkey.txt`, if the operator configured one.
     pub admin_key: Option<String>,
+    /// `/blockme.txt`: how recipients opt out.
+    pub blockme: String,
 }
 
 impl fmt::Debug for Shared {
@@ -92,7 +94,7 @@ impl Shared {
             outbound_wake: Arc::new(Notify::new()),
             mail_wake: Arc::new(Notify::new()),
             fetch_wake: Arc::new(Notify::new()),
-            pages: p.pages,
+            pages: RwLock::new(Arc::new(p.pages)),
             conf_text: RwLock::new(String::new()),
         });
         shared.refresh_conf()?;
@@ -102,6 +104,16 @@ impl Shared {
     /// The time in Unix seconds, as the directory counts it.
     pub fn unix_now(&self) -> u64 {
         crate::directory::pinger::unix(self.clock.now())
+    }
+
+    /// The pages served besides the conf.
+    pub fn pages(&self) -> Arc<Pages> {
+        self.pages.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Serves `pages` from now on.
+    pub fn set_pages(&self, pages: Pages) {
+        *self.pages.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pages);
     }
 
     /// Our current `remailer-conf.txt`.
@@ -124,6 +136,10 @@ impl Shared {
                 &self.config.node.name,
                 &self.address,
                 self.config.node.smtp_exit,
+                self.config
+                    .exit
+                    .published_contact(self.config.node.smtp_exit)
+                    .as_deref(),
                 &self.directory.addresses(self.unix_now()),
                 today,
             )?;

@@ -41,6 +41,7 @@ pub(super) struct Started {
     pub shared: Arc<Shared>,
     pub listen: Option<std::net::SocketAddr>,
     pub tasks: Vec<JoinHandle<()>>,
+    pub exit: Option<Arc<Exit>>,
     pub tor: Option<(Arc<TorTransport>, Arc<OnionService>)>,
 }
 
@@ -63,7 +64,9 @@ pub(super) async fn start(
     keys.rotate(clock.epoch_day(), keygen)?;
     let exit = match config.node.smtp_exit {
         true => Some(Arc::new(
-            Exit::new(&config.exit, clock.clone()).map_err(|e| NodeError::Exit(e.to_string()))?,
+            Exit::new(&config.exit, clock.clone())
+                .map_err(|e| NodeError::Exit(e.to_string()))?
+                .with_store(store.clone()),
         )),
         false => None,
     };
@@ -102,18 +105,15 @@ pub(super) async fn start(
         stop.clone(),
     );
     let Serving { listen, tor, task } = serve(server, listener, stop.clone());
-    let mut tasks = spawn_jobs(&shared, exit, stop);
+    let mut tasks = spawn_jobs(&shared, exit.clone(), stop);
     tasks.push(task);
     tasks.extend(admin.into_tasks());
     admin_guard.disarm();
-    info!(
-        smtp_exit = shared.config.node.smtp_exit,
-        "mimix node started"
-    );
     Ok(Started {
         shared,
         listen,
         tasks,
+        exit,
         tor,
     })
 }
@@ -163,8 +163,9 @@ fn spawn_jobs(
     tasks
 }
 
-/// The texts of `/help.txt` and `/adminkey.txt`.
-fn read_pages(config: &Config) -> Result<Pages, NodeError> {
+/// The texts of `/help.txt`, `/adminkey.txt` and `/blockme.txt` (at start
+/// and on reload).
+pub(super) fn read_pages(config: &Config) -> Result<Pages, NodeError> {
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path).map_err(|source| NodeError::Io {
             op: "reading",
@@ -178,7 +179,13 @@ fn read_pages(config: &Config) -> Result<Pages, NodeError> {
         None => default_help(config),
     };
     let admin_key = n.admin_key_file.as_deref().map(read).transpose()?;
-    Ok(Pages { help, admin_key })
+    let contact = config.exit.published_contact(n.smtp_exit);
+    let blockme = crate::exit::optout::page(&n.name, n.smtp_exit, contact.as_deref());
+    Ok(Pages {
+        help,
+        admin_key,
+        blockme,
+    })
 }
 
 /// The help page when the operator wrote none.
@@ -195,6 +202,7 @@ fn default_help(config: &Config) -> String {
          one layer, hold it in a pool among other packets and pass it on.\n\n\
          To send through it, use a Mimix client, e.g. `mimix send --chain '*,*,*'`.\n\
          Our key: /remailer-conf.txt. Our measurements of the network: /stats.txt.\n\
+         Not wanting mail from this remailer: /blockme.txt.\n\
          Packets are posted to /collector.py/msg.\n",
         name = config.node.name
     )

@@ -14,8 +14,24 @@ use super::{Store, StoreError, be_u64};
 pub mod names {
     /// Inbound packets accepted into the pool.
     pub const ACCEPTED: &str = "packets_accepted";
-    /// Inbound packets rejected as replays.
+    /// Inbound packets rejected as replays (a known packet ID in a
+    /// packet that is not a byte-identical copy; answered 409).
     pub const REPLAYS: &str = "packets_replayed";
+    /// Byte-identical copies of a packet already held, answered 200 again
+    /// without being decrypted.
+    pub const DUPLICATES: &str = "packets_duplicate";
+    /// Inbound packets that went through the peel (RSA decryption, unless
+    /// refused before it).
+    pub const PEELED: &str = "packets_peeled";
+    /// Mail packets that ended at this middle node, re-encrypted to an
+    /// exit it picked (randhop).
+    pub const RANDHOP: &str = "randhop_rerouted";
+    /// Mail packets that ended at this middle node and were dropped: no
+    /// usable exit known.
+    pub const RANDHOP_NO_EXIT: &str = "randhop_no_exit";
+    /// Mail packets that ended at this middle node and were dropped: the
+    /// new packet could not be built.
+    pub const RANDHOP_FAILED: &str = "randhop_failed";
     /// Dummies inserted into the pool (without a replay entry).
     pub const DUMMIES_POOLED: &str = "dummies_pooled";
     /// Items released from the pool to the outbound queue.
@@ -65,6 +81,11 @@ pub mod names {
     pub const RECIPIENTS_FAILED: &str = "exit_recipients_failed";
     /// Recipient deliveries deferred for a later attempt.
     pub const RECIPIENTS_DEFERRED: &str = "exit_recipients_deferred";
+    /// Recipients dropped: their address or domain had its deliveries for
+    /// the day.
+    pub const RECIPIENTS_RATE_LIMITED: &str = "exit_recipients_rate_limited";
+    /// Recipients dropped: the day's rate-limit table was full.
+    pub const RECIPIENTS_RATE_TABLE_FULL: &str = "exit_recipients_rate_table_full";
 }
 
 /// Counter increments waiting to be written: adding is a short in-memory

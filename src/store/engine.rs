@@ -81,6 +81,12 @@ pub(super) struct Keyspaces {
     pub(super) pings: Keyspace,
     /// Expiry (8) ++ message ID (16) -> empty.
     pub(super) pings_exp: Keyspace,
+    /// Digest of a packet held (32) -> empty: see [`super::digests`].
+    pub(super) digests: Keyspace,
+    /// Expiry (8) ++ digest (32) -> empty.
+    pub(super) digests_exp: Keyspace,
+    /// Day (8) ++ tag (1) ++ keyed hash -> count: see [`super::limits`].
+    pub(super) limits: Keyspace,
 }
 
 /// One open database.
@@ -126,6 +132,9 @@ impl Engine {
             stats: open_ks("stats")?,
             pings: open_ks("pings")?,
             pings_exp: open_ks("pings_exp")?,
+            digests: open_ks("digests")?,
+            digests_exp: open_ks("digests_exp")?,
+            limits: open_ks("limits")?,
         };
         Ok(Engine { db, ks })
     }

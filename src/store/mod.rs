@@ -5,8 +5,9 @@
 //! record: the replay log, the pool, the outbound queue (next-hop packets),
 //! the exit queue (exit chunks released by the pool), partial messages
 //! (chunks awaiting their siblings), the mail queue (reassembled messages
-//! awaiting SMTP), key metadata, counters, and the directory's keyring,
-//! ping statistics and pings in flight. Every mutation that must
+//! awaiting SMTP), key metadata, counters, the directory's keyring,
+//! ping statistics and pings in flight, the digests of packets held (next
+//! to the replay log) and the exit's per-day rate-limit counters. Every mutation that must
 //! survive a crash is one fjall batch, committed and then persisted with
 //! `fsync` before the call returns, so a step either happened completely
 //! or not at all.
@@ -27,11 +28,14 @@
 
 mod config;
 mod counters;
+mod digests;
 mod directory;
 mod engine;
+mod limits;
 mod outbound;
 mod partial;
 mod pool;
+mod secrets;
 mod usage;
 
 use std::collections::BTreeMap;
@@ -47,12 +51,14 @@ pub use config::StoreConfig;
 pub use counters::{Tally, names as counter};
 pub use directory::Table;
 use engine::{Engine, Health};
+pub use limits::{RateLimits, Verdict};
 pub use outbound::{MailId, MailItem, OutboundId, OutboundItem};
 pub(crate) use partial::SetHeader;
 pub use partial::{PartialChunk, PartialSet};
 pub use pool::{Accepted, ExitChunk, ExitJobId, Inbound, PoolId, PoolItem, PoolSnapshot, Released};
 pub(crate) use usage::Part;
 pub use usage::{Area, Usage};
+pub use secrets::keyed_hash;
 
 /// Errors from the durable store.
 #[derive(Debug, thiserror::Error)]

@@ -130,6 +130,9 @@ pub struct Inbound {
     pub packet_id: [u8; 16],
     /// When the replay log entry for this ID may be pruned.
     pub replay_expires: SystemTime,
+    /// SHA-256 of the binary packet as received, kept as long as the ID
+    /// so that a byte-identical copy is recognised before any RSA work.
+    pub digest: Option<[u8; 32]>,
     /// What goes into the pool.
     pub item: PoolItem,
 }
@@ -188,6 +191,9 @@ impl Store {
             tx.batch.insert(&ks.replay, p.packet_id, exp.to_be_bytes());
             tx.batch
                 .insert(&ks.replay_exp, time_key16(exp, &p.packet_id), []);
+            if let Some(d) = &p.digest {
+                tx.put_digest(d, p.replay_expires);
+            }
             let id = tx.new_id();
             tx.put_new(Part::Pool, &ks.pool, &id.to_be_bytes(), &p.item, "pool")?;
             out.push(Accepted::New(PoolId(id)));
@@ -219,10 +225,11 @@ impl Store {
     /// packet whose peeled result is discarded (an exit packet at a middle
     /// node): its replay must be refused like any other. Counts `counter`
     /// in the same batch, or returns `false` (and counts a replay) when the
-    /// ID was already logged.
+    /// ID was already logged. `digest` is kept as in [`Inbound::digest`].
     pub fn log_packet_id(
         &self,
         packet_id: &[u8; 16],
+        digest: Option<&[u8; 32]>,
         replay_expires: SystemTime,
         counter: &str,
     ) -> Result<bool, StoreError> {
@@ -238,14 +245,19 @@ impl Store {
         tx.batch.insert(&ks.replay, packet_id, exp.to_be_bytes());
         tx.batch
             .insert(&ks.replay_exp, time_key16(exp, packet_id), []);
+        if let Some(d) = digest {
+            tx.put_digest(d, replay_expires);
+        }
         tx.incr(counter, 1);
         tx.commit()?;
         Ok(true)
     }
 
     /// Deletes replay log entries whose expiry is at or before `now`, using
-    /// the time index. Returns how many were deleted.
+    /// the time index, and the packet digests that expire with them.
+    /// Returns how many replay entries were deleted.
     pub fn prune_replay(&self, now: SystemTime) -> Result<usize, StoreError> {
+        self.prune_digests(now)?;
         let end = time_key16(to_ms(now), &[0xff; 16]);
         let mut total = 0;
         loop {

@@ -30,6 +30,7 @@ fn inbound(id: u8, clock: &ManualClock, item: PoolItem) -> Inbound {
     Inbound {
         packet_id: [id; 16],
         replay_expires: clock.now() + 28 * DAY,
+        digest: None,
         item,
     }
 }
@@ -299,6 +300,7 @@ fn prune_replay_by_time() {
         let p = Inbound {
             packet_id: [i; 16],
             replay_expires: t0 + DAY * days,
+            digest: Some([i; 32]),
             item: fwd("h", i),
         };
         assert!(matches!(store.accept(&p).unwrap(), Accepted::New(_)));
@@ -308,6 +310,10 @@ fn prune_replay_by_time() {
     assert!(!store.replay_contains(&[1; 16]).unwrap());
     assert!(!store.replay_contains(&[2; 16]).unwrap());
     assert!(!store.replay_contains(&[4; 16]).unwrap());
+    // The digests go with their packet IDs.
+    assert!(!store.digest_known(&[1; 32]).unwrap());
+    assert!(!store.digest_known(&[4; 32]).unwrap());
+    assert!(store.digest_known(&[3; 32]).unwrap());
     assert!(store.replay_contains(&[3; 16]).unwrap());
     assert_eq!(store.prune_replay(t0 + DAY * 2).unwrap(), 0);
     assert_eq!(store.counter(counter::REPLAY_PRUNED).unwrap(), 3);

@@ -73,8 +73,11 @@ pub const HELP_PATH: &str = "/help.txt";
 /// The path of the operator's OpenPGP key (draft 6.2, over HTTP).
 pub const ADMINKEY_PATH: &str = "/adminkey.txt";
 
+/// The path of the recipient opt-out page.
+pub const BLOCKME_PATH: &str = "/blockme.txt";
+
 /// The public pages besides the conf; every other path is a 404.
-pub const PAGES: [&str; 3] = [STATS_PATH, HELP_PATH, ADMINKEY_PATH];
+pub const PAGES: [&str; 4] = [STATS_PATH, HELP_PATH, ADMINKEY_PATH, BLOCKME_PATH];
 
 /// A bidirectional byte stream to or from a peer: a TCP connection, an Arti
 /// data stream, or an in-memory pipe in tests.

@@ -68,7 +68,7 @@ pub trait Collector: Send + Sync + 'static {
     fn remailer_conf(&self) -> String;
 
     /// The text of another public page (`/stats.txt`, `/help.txt`,
-    /// `/adminkey.txt`): `None` is a 404. Nothing else is served.
+    /// `/adminkey.txt`, `/blockme.txt`): `None` is a 404. Nothing else is served.
     fn page(&self, path: &str) -> Option<String> {
         let _ = path;
         None

@@ -8,5 +8,6 @@ pub mod hop;
 pub mod net;
 pub mod nntp;
 pub mod proc;
+pub mod packets;
 pub mod smtp;
 pub mod solo;

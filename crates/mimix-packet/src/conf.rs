@@ -7,6 +7,7 @@
 //! Valid From: 2026-11-29
 //! Valid To: 2027-08-26
 //! SMTP: Yes
+//! Abuse: abuse@example.org
 //!
 //! -----BEGIN PUBLIC KEY-----
 //! ...
@@ -15,6 +16,10 @@
 //! Known remailers:-
 //! http://alpha.example.onion
 //! ```
+//!
+//! `Abuse:` (the operator's contact for abuse reports and opt-outs) is
+//! ours: the reference keeps unknown keys and ignores them, and so does
+//! [`RemailerConf::parse`] with any other key.
 //!
 //! Dates are epoch days here; [`date_to_epoch_day`] and
 //! [`epoch_day_to_date`] convert them to and from `YYYY-MM-DD`.
@@ -27,6 +32,8 @@ use crate::layout::NEXT_HOP_LEN;
 pub const MAX_CONF_LEN: usize = 64 * 1024;
 /// Most known-remailer lines we keep.
 pub const MAX_KNOWN: usize = 1024;
+/// Longest `Abuse:` value kept.
+pub const MAX_ABUSE: usize = 200;
 /// Julian day number of 1970-01-01.
 const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
 
@@ -81,6 +88,9 @@ pub struct RemailerConf {
     pub valid_to: u64,
     /// Whether the remailer delivers mail (can be an exit).
     pub smtp: bool,
+    /// The operator's abuse contact (`Abuse:`), if published; a value
+    /// that is not printable or longer than [`MAX_ABUSE`] is ignored.
+    pub abuse: Option<String>,
     /// Base URLs of other remailers it knows.
     pub known: Vec<String>,
 }
@@ -142,6 +152,7 @@ impl RemailerConf {
         }
         let (mut name, mut address, mut key_id, mut from, mut to, mut smtp) =
             (None, None, None, None, None, None);
+        let mut abuse = None;
         for line in sections[0].lines() {
             let Some((k, v)) = line.split_once(": ") else {
                 continue;
@@ -154,6 +165,7 @@ impl RemailerConf {
                 "valid from" => from = Some(v),
                 "valid to" => to = Some(v),
                 "smtp" => smtp = Some(v),
+                "abuse" => abuse = Some(v),
                 _ => {}
             }
         }
@@ -211,6 +223,9 @@ impl RemailerConf {
                 }
             }
         }
+        let abuse = abuse
+            .filter(|a| printable(a) && a.len() <= MAX_ABUSE && a.trim() == *a)
+            .map(str::to_owned);
         let conf = Self {
             name: name.to_owned(),
             address: address.to_owned(),
@@ -218,6 +233,7 @@ impl RemailerConf {
             valid_from,
             valid_to,
             smtp,
+            abuse,
             known,
         };
         // The canonical text can be a few bytes longer than the input
@@ -248,10 +264,15 @@ impl RemailerConf {
         Ok(conf)
     }
 
-    /// The text exactly as the reference serves it.
+    /// The text exactly as the reference serves it (with an `Abuse:` line
+    /// after `SMTP:` when there is a contact).
     pub fn to_text(&self) -> String {
+        let abuse = match &self.abuse {
+            Some(a) => format!("Abuse: {a}\n"),
+            None => String::new(),
+        };
         let mut out = format!(
-            "Name: {}\nAddress: {}\nKeyID: {}\nValid From: {}\nValid To: {}\nSMTP: {}\n\n{}\n\nKnown remailers:-\n",
+            "Name: {}\nAddress: {}\nKeyID: {}\nValid From: {}\nValid To: {}\nSMTP: {}\n{abuse}\n{}\n\nKnown remailers:-\n",
             self.name,
             self.address,
             self.key.key_id(),
@@ -281,6 +302,30 @@ mod tests {
         assert_eq!(date_to_epoch_day("2026-02-30"), None);
         assert_eq!(date_to_epoch_day("26-11-29"), None);
         assert_eq!(date_to_epoch_day("1969-12-31"), None);
+    }
+
+    #[test]
+    fn abuse_line_round_trips_and_unknown_keys_are_ignored() {
+        let delta = include_str!("../../../tests/vectors/remailers/delta/remailer-conf.txt");
+        let plain = RemailerConf::parse(delta).unwrap();
+        assert_eq!(plain.abuse, None);
+        assert_eq!(plain.to_text(), delta, "no Abuse: line, the reference text");
+        let text = delta.replacen(
+            "SMTP: Yes\n",
+            "SMTP: Yes\nAbuse: abuse@example.org\nColour: blue\n",
+            1,
+        );
+        let conf = RemailerConf::parse(&text).unwrap();
+        assert_eq!(conf.abuse.as_deref(), Some("abuse@example.org"));
+        let ours = conf.to_text();
+        assert!(ours.contains("SMTP: Yes\nAbuse: abuse@example.org\n\n-----BEGIN"));
+        assert_eq!(RemailerConf::parse(&ours).unwrap(), conf);
+        let long = delta.replacen(
+            "SMTP: Yes\n",
+            &format!("SMTP: Yes\nAbuse: {}\n", "a".repeat(201)),
+            1,
+        );
+        assert_eq!(RemailerConf::parse(&long).unwrap().abuse, None);
     }
 
     /// A conf just under the size limit whose canonical text is longer

@@ -20,6 +20,9 @@ use tor_llcrypto::pk::rsa::RsaIdentity;
 
 use crate::TorError;
 
+/// How often a client that is not ready warns, by default.
+const DEFAULT_BOOTSTRAP_WARNING: Duration = Duration::from_secs(5 * 60);
+
 /// Which Tor network to join.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -96,6 +99,10 @@ pub struct TorConfig {
     /// (C tor's `HiddenServiceMaxStreams` with
     /// `HiddenServiceMaxStreamsCloseCircuit`).
     pub max_streams_per_circuit: u32,
+    /// While the client is not ready (bootstrapping, or the network lost),
+    /// a warning saying how long and why is logged this often.
+    #[serde(with = "duration")]
+    pub bootstrap_warning: Duration,
 }
 
 impl Default for TorConfig {
@@ -109,6 +116,7 @@ impl Default for TorConfig {
             state_dir: PathBuf::new(),
             cache_dir: PathBuf::new(),
             max_streams_per_circuit: 64,
+            bootstrap_warning: DEFAULT_BOOTSTRAP_WARNING,
         }
     }
 }
@@ -148,6 +156,11 @@ impl TorConfig {
             (1..=65_535).contains(&self.max_streams_per_circuit),
             "max_streams_per_circuit",
             || format!("must be 1 to 65535, got {}", self.max_streams_per_circuit),
+        )?;
+        check(
+            self.bootstrap_warning >= Duration::from_secs(1),
+            "bootstrap_warning",
+            || "must be at least 1s".into(),
         )?;
         match self.network {
             NetworkKind::Public => self.validate_public(),

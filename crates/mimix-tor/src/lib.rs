@@ -30,6 +30,8 @@
 //! handed out by [`IncomingStreams`] wait briefly, on shutdown, for the
 //! client to hang up first.
 
+mod about;
+mod bootstrap;
 mod config;
 mod error;
 pub mod identity;
@@ -38,6 +40,8 @@ mod service;
 pub mod testnet;
 mod transport;
 
+pub use about::{ARTI_FEATURES, ARTI_VERSION};
+pub use bootstrap::BootstrapProgress;
 pub use config::{Authority, FallbackRelay, NetworkKind, TorConfig};
 pub use error::TorError;
 pub use perms::check_key_permissions;

@@ -6,13 +6,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arti_client::config::{BoolOrAuto, CfgPath};
-use arti_client::status::BootstrapStatus;
 use arti_client::{IsolationToken, StreamPrefs, TorClient, TorClientConfig};
-use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tor_rtcompat::PreferredRuntime;
 
+use crate::bootstrap::{BootstrapProgress, follow};
 use crate::perms::{check_key_permissions, create_private_dir};
 use crate::{BoxedStream, TorConfig, TorError};
 
@@ -21,32 +20,6 @@ pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long `start` waits for Arti's status to catch up with its bootstrap.
 const STATUS_LAG: Duration = Duration::from_secs(5);
-
-/// How far Arti has got joining the Tor network.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BootstrapProgress {
-    /// Rough progress, 0 to 100.
-    pub percent: u8,
-    /// Arti's description of the current step or of what is blocking it.
-    pub description: String,
-    /// Whether the client can carry traffic.
-    pub ready: bool,
-}
-
-impl BootstrapProgress {
-    /// Summarise one Arti status event.
-    fn from_status(status: &BootstrapStatus) -> Self {
-        let frac = status.as_frac().clamp(0.0, 1.0);
-        // `frac` is within 0..=1, so this is within 0..=100.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let percent = (frac * 100.0).round() as u8;
-        Self {
-            percent,
-            description: status.to_string(),
-            ready: status.ready_for_traffic(),
-        }
-    }
-}
 
 /// An embedded, bootstrapped Arti client. Create one per process.
 ///
@@ -91,9 +64,11 @@ impl TorTransport {
     /// bootstrap it onto `config`'s network. Both directories are created
     /// with mode 0700 if missing.
     ///
-    /// Progress is published on `progress` (and logged) while bootstrapping
-    /// and afterwards. There is no overall timeout: wrap the call in
-    /// `tokio::time::timeout` if one is wanted.
+    /// Progress is published on `progress` and logged while bootstrapping
+    /// and afterwards, with a warning every `config.bootstrap_warning`
+    /// while the client is not ready, saying how long and why. There is no
+    /// overall timeout: wrap the call in `tokio::time::timeout` if one is
+    /// wanted.
     ///
     /// Refuses to start if the keystore under `state_dir` is readable by
     /// anyone but its owner ([`TorError::InsecurePermissions`]). Arti's own
@@ -108,24 +83,15 @@ impl TorTransport {
         create_private_dir(state_dir)?;
         create_private_dir(&config.cache_dir)?;
         check_key_permissions(state_dir)?;
-        let config = client_config(config)?;
+        let warn_every = config.bootstrap_warning;
+        let arti_config = client_config(config)?;
         let client = TorClient::builder()
-            .config(config)
+            .config(arti_config)
             .create_unbootstrapped()
             .map_err(TorError::Create)?;
         let progress_rx = progress.subscribe();
-        let mut events = client.bootstrap_events();
-        let progress_task = tokio::spawn(async move {
-            let mut last_logged = None;
-            while let Some(status) = events.next().await {
-                let p = BootstrapProgress::from_status(&status);
-                if last_logged != Some(p.percent) {
-                    tracing::info!(percent = p.percent, "Tor bootstrap: {}", p.description);
-                    last_logged = Some(p.percent);
-                }
-                progress.send_replace(p);
-            }
-        });
+        let events = client.bootstrap_events();
+        let progress_task = tokio::spawn(follow(events, progress, warn_every));
         let transport = TorTransport {
             client,
             state_dir: state_dir.to_owned(),

@@ -18,10 +18,11 @@
 //!   every header not on it (`To` and `Cc` are implicitly allowed). Header
 //!   lines whose field name is not valid, or that do not start a line, are
 //!   dropped.
-//! * Inserts the operator's `From:`, a `Date:` with the exit's own time
-//!   (UTC, so the sender's clock and time zone are not revealed), a fresh
-//!   random `Message-ID:` at the exit's domain, and the configured
-//!   `Comments:` line.
+//! * Inserts the operator's `From:` (whether or not the sender wrote one),
+//!   a `Date:` with the exit's own time (UTC, so the sender's clock and
+//!   time zone are not revealed), a fresh random `Message-ID:` at the
+//!   exit's domain, and the configured `Comments:` line, ending with the
+//!   operator's abuse contact ([`Policy::for_exit`]).
 //! * Copies the kept headers' raw bytes (their folding included) and the
 //!   body bytes unchanged, except that line ends are normalised: a bare LF
 //!   or a bare CR becomes CRLF, and a missing final line end is added.
@@ -115,6 +116,16 @@ impl Parsed<'_> {
 impl Policy {
     /// Validates `config` and builds the policy.
     pub fn new(config: &PolicyConfig) -> Result<Self, PolicyError> {
+        Self::build(config, "")
+    }
+
+    /// As [`Policy::new`], with `Abuse: <abuse_contact>` at the end of the
+    /// `Comments:` header (nothing for an empty contact).
+    pub fn for_exit(config: &PolicyConfig, abuse_contact: &str) -> Result<Self, PolicyError> {
+        Self::build(config, abuse_contact)
+    }
+
+    fn build(config: &PolicyConfig, abuse_contact: &str) -> Result<Self, PolicyError> {
         let (from_line, from_addr) = render_from(&config.from)?;
         let envelope_from = match &config.envelope_from {
             Some(s) => {
@@ -129,7 +140,7 @@ impl Policy {
         if !is_host_name(&message_id_domain) {
             return Err(PolicyError::BadDomain(message_id_domain));
         }
-        let comments_lines = render_comments(config.comments_text())?;
+        let comments_lines = render_comments(config.comments_text(), abuse_contact)?;
         let patterns = |list: &[String]| -> Result<Vec<_>, _> {
             list.iter().map(|p| Pattern::parse(p)).collect()
         };
@@ -444,20 +455,28 @@ fn render_from(from: &str) -> Result<(String, Address), PolicyError> {
     Ok((format!("From: {shown} <{addr}>\r\n"), addr))
 }
 
-/// The folded `Comments:` header, or `None` for an empty text.
-fn render_comments(text: &str) -> Result<Option<String>, PolicyError> {
-    if !text
-        .bytes()
-        .all(|b| (0x20..0x7f).contains(&b) || b == b'\t')
-    {
-        return Err(PolicyError::BadComments(
-            "must be printable ASCII on one line",
-        ));
+/// The folded `Comments:` header with `Abuse: <abuse>` at its end, or
+/// `None` for an empty text and contact.
+fn render_comments(text: &str, abuse: &str) -> Result<Option<String>, PolicyError> {
+    for part in [text, abuse] {
+        if !part
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) || b == b'\t')
+        {
+            return Err(PolicyError::BadComments(
+                "must be printable ASCII on one line",
+            ));
+        }
     }
     if text.len() > MAX_COMMENTS {
         return Err(PolicyError::BadComments("longer than 900 bytes"));
     }
-    let mut words = text.split_ascii_whitespace().peekable();
+    let contact = abuse.split_ascii_whitespace().next().map(|_| "Abuse:");
+    let mut words = text
+        .split_ascii_whitespace()
+        .chain(contact)
+        .chain(abuse.split_ascii_whitespace())
+        .peekable();
     if words.peek().is_none() {
         return Ok(None);
     }

@@ -199,6 +199,46 @@ fn from_envelope_date_and_comments_are_the_exits() {
 }
 
 #[test]
+fn the_exit_adds_its_abuse_contact_and_its_from_to_a_message_without_from() {
+    let policy = Policy::for_exit(&PolicyConfig::default(), "abuse@remailer.example").unwrap();
+    let d = policy
+        .apply(
+            b"To: alice@example.org\nSubject: no From\n\nbody\n",
+            y2k(),
+            &mut StdRng::seed_from_u64(7),
+        )
+        .unwrap();
+    assert_eq!(
+        values(&d.message, "from"),
+        ["Anonymous Remailer <nobody@localhost>"]
+    );
+    let comments = values(&d.message, "comments");
+    let words: Vec<&str> = comments[0].split_whitespace().collect();
+    assert_eq!(
+        words[words.len() - 2..],
+        ["Abuse:", "abuse@remailer.example"]
+    );
+    assert_valid_header_block(&d.message);
+    // With the operator's text off, the contact still has a Comments line.
+    let silent = PolicyConfig {
+        comments: Some(String::new()),
+        ..PolicyConfig::default()
+    };
+    let d = Policy::for_exit(&silent, "abuse@remailer.example")
+        .unwrap()
+        .apply(
+            b"To: a@example.org\n\nx",
+            y2k(),
+            &mut StdRng::seed_from_u64(7),
+        )
+        .unwrap();
+    assert_eq!(
+        values(&d.message, "comments"),
+        ["Abuse: abuse@remailer.example"]
+    );
+}
+
+#[test]
 fn message_id_is_fresh_random_at_the_exit_domain() {
     let payload = full_payload();
     let config = PolicyConfig {
