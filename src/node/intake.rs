@@ -218,7 +218,9 @@ impl Intake {
         packet_id: [u8; 16],
         replay_expires: std::time::SystemTime,
     ) -> Result<(), Rejection> {
-        self.discard(packet_id, replay_expires, "rejected_next_hop")
+        // No digest: a byte-identical copy must be refused too, not
+        // answered 200 as a packet we hold.
+        self.discard(packet_id, None, replay_expires, "rejected_next_hop")
             .await?;
         Err(Rejection::Invalid("next hop not allowed"))
     }

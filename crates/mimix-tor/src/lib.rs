@@ -46,7 +46,7 @@ pub use config::{Authority, FallbackRelay, NetworkKind, TorConfig};
 pub use error::TorError;
 pub use perms::check_key_permissions;
 pub use service::{CircuitId, IncomingStreams, ONION_SERVICE_PORT, OnionService, PublishState};
-pub use transport::{BootstrapProgress, DEFAULT_DIAL_TIMEOUT, TorTransport};
+pub use transport::{DEFAULT_DIAL_TIMEOUT, TorTransport};
 
 /// A bidirectional byte stream: what [`TorTransport::dial`] returns and what
 /// [`IncomingStreams`] yields.
