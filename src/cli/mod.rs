@@ -7,6 +7,7 @@ mod localnet;
 pub mod node;
 pub mod packet;
 pub mod send;
+pub mod sender;
 pub mod status;
 pub mod testnet;
 mod update;

@@ -34,7 +34,7 @@ use rand::RngExt;
 use rand_distr::{Distribution, Exp};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::outbox::{Caps, Entry, Outbox, OutboxError, secs};
 use super::{Planned, Remailers, SendError};
@@ -257,7 +257,10 @@ impl<P: Post> Cover<P> {
         loop {
             tokio::select! {
                 () = &mut stop => return,
-                (_, sent) = self.step() => debug!("cover traffic: {sent:?}"),
+                (_, sent) = self.step() => match sent {
+                    Sent::Message { .. } => info!("sent a queued message"),
+                    other => debug!("cover traffic: {other:?}"),
+                },
             }
         }
     }
