@@ -76,7 +76,10 @@ fn init_needs_a_real_name_and_resolves_a_relative_data_dir_once() {
     assert!(!o.status.success(), "{}", text(&o));
     assert!(!cwd.join("keys").exists(), "a refused init creates nothing");
 
-    let o = mimix_in(cwd, &["init", "--name", "alpha", "--exit", "--data-dir", "keys"]);
+    let o = mimix_in(
+        cwd,
+        &["init", "--name", "alpha", "--exit", "--data-dir", "keys"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let data = cwd.join("keys");
     let written = std::fs::read_to_string(data.join("mimix.toml")).unwrap();
@@ -100,7 +103,11 @@ fn init_needs_a_real_name_and_resolves_a_relative_data_dir_once() {
     // nothing loose.
     let o = mimix_in(cwd, &["status", "--data-dir", "keys"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("node \"alpha\" (exit), not running"), "{}", text(&o));
+    assert!(
+        text(&o).contains("node \"alpha\" (exit), not running"),
+        "{}",
+        text(&o)
+    );
     let o = mimix_in(cwd, &["init", "--name", "beta", "--data-dir", "keys"]);
     assert!(!o.status.success(), "init never overwrites:\n{}", text(&o));
     assert_eq!(loose(&data), Vec::<String>::new());
@@ -170,16 +177,30 @@ fn a_key_backup_restores_the_same_keys_and_onion_address_into_a_fresh_node() {
     let o = mimix_in(cwd, &["init", "--name", "alpha", "--data-dir", "a"]);
     assert!(o.status.success(), "{}", text(&o));
     let onion = address(cwd, "a");
-    assert!(onion.starts_with("http://") && onion.ends_with(".onion"), "{onion}");
-    assert!(text(&o).contains(&onion), "init prints the address:\n{}", text(&o));
+    assert!(
+        onion.starts_with("http://") && onion.ends_with(".onion"),
+        "{onion}"
+    );
+    assert!(
+        text(&o).contains(&onion),
+        "init prints the address:\n{}",
+        text(&o)
+    );
 
     let o = mimix_in(cwd, &["keys", "export", "backup.json", "--data-dir", "a"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains(&onion), "{}", text(&o));
-    let mode = std::fs::metadata(cwd.join("backup.json")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(cwd.join("backup.json"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let o = mimix_in(cwd, &["keys", "export", "backup.json", "--data-dir", "a"]);
-    assert!(!o.status.success(), "a backup is never overwritten:\n{}", text(&o));
+    assert!(
+        !o.status.success(),
+        "a backup is never overwritten:\n{}",
+        text(&o)
+    );
 
     // A fresh data directory with a copy of the config and no keys: the
     // restore gives it alpha's keys and address.
@@ -195,14 +216,22 @@ fn a_key_backup_restores_the_same_keys_and_onion_address_into_a_fresh_node() {
     mode(&b.join("mimix.toml"), 0o600).unwrap();
     let o = mimix_in(cwd, &["keys", "import", "backup.json", "--data-dir", "b"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("restored 1 remailer key(s)"), "{}", text(&o));
+    assert!(
+        text(&o).contains("restored 1 remailer key(s)"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(address(cwd, "b"), onion);
     assert_eq!(pems(&b.join("keys")), pems(&a.join("keys")));
     let o = mimix_in(cwd, &["status", "--data-dir", "b"]);
     assert!(o.status.success(), "{}", text(&o));
     for pem in pems(&a.join("keys")) {
         let id = pem.trim_end_matches(".pem");
-        assert!(text(&o).contains(id), "status names key {id}:\n{}", text(&o));
+        assert!(
+            text(&o).contains(id),
+            "status names key {id}:\n{}",
+            text(&o)
+        );
     }
     assert_eq!(loose(&b), Vec::<String>::new());
 
@@ -224,10 +253,17 @@ fn a_key_backup_restores_the_same_keys_and_onion_address_into_a_fresh_node() {
     std::fs::write(cwd.join("damaged.json"), backup.replace(&id, &wrong)).unwrap();
     let o = mimix_in(cwd, &["keys", "import", "damaged.json", "--data-dir", "c"]);
     assert!(!o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("run: chmod 600 damaged.json"), "{}", text(&o));
+    assert!(
+        text(&o).contains("run: chmod 600 damaged.json"),
+        "{}",
+        text(&o)
+    );
     mode(&cwd.join("damaged.json"), 0o600).unwrap();
     let o = mimix_in(cwd, &["keys", "import", "damaged.json", "--data-dir", "c"]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("another key ID"), "{}", text(&o));
-    assert!(!c.join("keys").exists(), "nothing written from a damaged backup");
+    assert!(
+        !c.join("keys").exists(),
+        "nothing written from a damaged backup"
+    );
 }

@@ -9,8 +9,8 @@ use clap::Args;
 
 use mimix::clock::{Clock, SystemClock};
 use mimix::config::{Config, default_data_dir};
-use mimix::keystore::{Keystore, SystemKeyGenerator};
 use mimix::directory::is_remailer_name;
+use mimix::keystore::{Keystore, SystemKeyGenerator};
 use mimix::node::{ADDRESS_FILE, Node, PLACEHOLDER_NAME};
 use mimix::store::Store;
 use mimix::transport::TransportKind;
@@ -80,10 +80,16 @@ pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
 pub fn init(a: InitArgs) -> anyhow::Result<()> {
     super::warn_if_root();
     if !is_remailer_name(&a.name) {
-        bail!("--name {:?}: 1 to 32 ASCII letters, digits, '-', '_' or '.'", a.name);
+        bail!(
+            "--name {:?}: 1 to 32 ASCII letters, digits, '-', '_' or '.'",
+            a.name
+        );
     }
     if a.name.eq_ignore_ascii_case(PLACEHOLDER_NAME) {
-        bail!("--name {:?} is the placeholder every default node has: choose another", a.name);
+        bail!(
+            "--name {:?} is the placeholder every default node has: choose another",
+            a.name
+        );
     }
     let dir = data_dir(a.data_dir.as_deref())?;
     let path = match &a.config {
@@ -113,7 +119,11 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
     } else {
         "a middle node"
     };
-    println!("remailer {:?}, {role}; start it with: mimix run --config {}", a.name, path.display());
+    println!(
+        "remailer {:?}, {role}; start it with: mimix run --config {}",
+        a.name,
+        path.display()
+    );
     Ok(())
 }
 

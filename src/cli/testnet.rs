@@ -58,15 +58,24 @@ pub fn run(args: TestnetArgs) -> anyhow::Result<()> {
                 .map(|c| c.name)
                 .unwrap_or_default();
             let file = dir.path().join(format!("{name}.conf"));
-            std::fs::write(&file, &conf)
-                .with_context(|| format!("writing {}", file.display()))?;
-            println!("{name}: {} (remailer-conf: {})", n.address(), file.display());
+            std::fs::write(&file, &conf).with_context(|| format!("writing {}", file.display()))?;
+            println!(
+                "{name}: {} (remailer-conf: {})",
+                n.address(),
+                file.display()
+            );
             conf_args.push_str(&format!(" --conf {}", file.display()));
             names.push(name);
         }
         let cfg = dir.path().join("tor.toml");
-        std::fs::write(&cfg, format!("config_version = 1\n\n{}", Config::tor_table(net.network())?))
-            .with_context(|| format!("writing {}", cfg.display()))?;
+        std::fs::write(
+            &cfg,
+            format!(
+                "config_version = 1\n\n{}",
+                Config::tor_table(net.network())?
+            ),
+        )
+        .with_context(|| format!("writing {}", cfg.display()))?;
         // Entry, a middle node, the exit (the last node).
         let chain = match names.as_slice() {
             [first, .., before_last, last] => format!("{first},{before_last},{last}"),

@@ -370,14 +370,21 @@ impl Config {
     /// kept.
     pub fn init_file(data_dir: &Path, name: &str, exit: bool) -> Result<String, ConfigError> {
         let text = Self::init_template(data_dir)?;
-        let mut doc: toml_edit::DocumentMut =
-            text.parse().map_err(|e: toml_edit::TomlError| ConfigError::Template(e.to_string()))?;
+        let mut doc: toml_edit::DocumentMut = text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| ConfigError::Template(e.to_string()))?;
         let node = doc
             .get_mut("node")
             .and_then(toml_edit::Item::as_table_mut)
             .ok_or_else(|| ConfigError::Template("no [node] table".into()))?;
-        for (key, value) in [("name", toml_edit::value(name)), ("smtp_exit", toml_edit::value(exit))] {
-            let decor = node.get(key).and_then(toml_edit::Item::as_value).map(|v| v.decor().clone());
+        for (key, value) in [
+            ("name", toml_edit::value(name)),
+            ("smtp_exit", toml_edit::value(exit)),
+        ] {
+            let decor = node
+                .get(key)
+                .and_then(toml_edit::Item::as_value)
+                .map(|v| v.decor().clone());
             node[key] = value;
             if let (Some(decor), Some(v)) = (decor, node[key].as_value_mut()) {
                 *v.decor_mut() = decor;

@@ -83,11 +83,9 @@ fn refusal(e: &ConfigError) -> Result<&'static str, Violation> {
         ConfigError::Read { .. }
         | ConfigError::NonUtf8Path { .. }
         | ConfigError::Serialize(_)
-        | ConfigError::Template(_) => {
-            Err(Violation::Property {
-                target: TARGET,
-                what: format!("text gave an error only files or output can give: {e}"),
-            })
-        }
+        | ConfigError::Template(_) => Err(Violation::Property {
+            target: TARGET,
+            what: format!("text gave an error only files or output can give: {e}"),
+        }),
     }
 }

@@ -215,14 +215,21 @@ fn read(path: &Path) -> Result<Backup, BackupError> {
     for k in &b.remailer_keys {
         let key = SecretKey::from_pem(&k.pem).map_err(|e| not(format!("key {}: {e}", k.key_id)))?;
         if key.key_id().to_hex() != k.key_id {
-            return Err(BackupError::Mismatch(format!("key {} has another key ID", k.key_id)));
+            return Err(BackupError::Mismatch(format!(
+                "key {} has another key ID",
+                k.key_id
+            )));
         }
     }
     if let Some(o) = &b.onion {
         if o.files.is_empty() {
             return Err(not("an onion identity without key files".into()));
         }
-        if let Some(f) = o.files.iter().find(|f| !identity::is_identity_file_name(&f.name)) {
+        if let Some(f) = o
+            .files
+            .iter()
+            .find(|f| !identity::is_identity_file_name(&f.name))
+        {
             return Err(not(format!("onion key file name {:?}", f.name)));
         }
     }

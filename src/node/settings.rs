@@ -106,12 +106,16 @@ impl NodeConfig {
     /// with the placeholder, so that `status` and `conf` work before one
     /// is chosen).
     pub fn check_named(&self) -> Checked {
-        check(!self.name.eq_ignore_ascii_case(PLACEHOLDER_NAME), "name", || {
-            format!(
-                "is still the placeholder {PLACEHOLDER_NAME:?}: choose the name this remailer \
+        check(
+            !self.name.eq_ignore_ascii_case(PLACEHOLDER_NAME),
+            "name",
+            || {
+                format!(
+                    "is still the placeholder {PLACEHOLDER_NAME:?}: choose the name this remailer \
                  publishes (`mimix init --name NAME`, or set [node] name)"
-            )
-        })
+                )
+            },
+        )
     }
 }
 

@@ -40,7 +40,6 @@ impl Table {
 }
 
 impl Store {
-
     /// Durably stores `value` under `key` in table `t`.
     pub fn table_put<T: Serialize>(
         &self,
