@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::net::{MIMIX, Network, assert_policed, counter, free_port, message, mimix, wait_until};
+use support::net::{
+    MIMIX, Network, assert_policed, counter, free_port, message, mimix, wait_until,
+};
 use support::smtp::SmtpSink;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,10 +38,17 @@ impl Sender {
             .status()
             .unwrap();
         assert!(sent.success());
-        let status = wait_until(TIMEOUT, Duration::from_millis(50), "the sender to stop", || {
-            c.try_wait().unwrap()
-        });
-        assert!(status.success(), "sender exited with {status}:\n{}", self.log_text());
+        let status = wait_until(
+            TIMEOUT,
+            Duration::from_millis(50),
+            "the sender to stop",
+            || c.try_wait().unwrap(),
+        );
+        assert!(
+            status.success(),
+            "sender exited with {status}:\n{}",
+            self.log_text()
+        );
     }
 }
 
@@ -58,7 +67,12 @@ impl Drop for Sender {
 fn conf_args(root: &Path) -> Vec<String> {
     ["a", "x"]
         .iter()
-        .flat_map(|n| ["--conf".to_owned(), root.join(format!("{n}.conf")).display().to_string()])
+        .flat_map(|n| {
+            [
+                "--conf".to_owned(),
+                root.join(format!("{n}.conf")).display().to_string(),
+            ]
+        })
         .collect()
 }
 
@@ -117,7 +131,11 @@ fn dummies_while_the_outbox_is_empty_and_a_queued_message_is_delivered() {
     std::fs::write(&nobody, "Subject: to nobody\r\n\r\nhello\r\n").unwrap();
     let out = queue(&root, &small, &nobody);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("no To, Cc, Bcc or Newsgroups"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no To, Cc, Bcc or Newsgroups"),
+        "{}",
+        stderr(&out)
+    );
     assert!(queue(&root, &small, &letter).status.success());
     let out = queue(&root, &small, &letter);
     assert!(!out.status.success());
@@ -176,9 +194,12 @@ fn dummies_while_the_outbox_is_empty_and_a_queued_message_is_delivered() {
         String::from_utf8_lossy(got[0].body()),
         "sent at a random time\r\n"
     );
-    wait_until(TIMEOUT, Duration::from_millis(50), "the outbox to empty", || {
-        (queued(&state) == 0).then_some(())
-    });
+    wait_until(
+        TIMEOUT,
+        Duration::from_millis(50),
+        "the outbox to empty",
+        || (queued(&state) == 0).then_some(()),
+    );
     assert!(sender.log_text().contains("sent a queued message"));
 
     // The outbox is empty again: dummies go on.
@@ -191,7 +212,10 @@ fn dummies_while_the_outbox_is_empty_and_a_queued_message_is_delivered() {
     // Dummies ending at a are counted apart from the packets it forwards:
     // the message's one packet.
     assert_eq!(counter(&status, "packets_accepted"), 1, "{status}");
-    assert!(counter(&status, "exit_dummies_discarded") >= more, "{status}");
+    assert!(
+        counter(&status, "exit_dummies_discarded") >= more,
+        "{status}"
+    );
     sender.terminate();
     assert_eq!(sink.received().len(), 1, "one message, the rest dummies");
     eprintln!(

@@ -81,7 +81,14 @@ pub fn queue(
     let spec: ChainSpec = chain.parse()?;
     let rng = &mut rand::rng();
     let filters = Filters::default();
-    chain::select(&spec, &remailers.candidates, &filters, Exit::Required, 1, rng)?;
+    chain::select(
+        &spec,
+        &remailers.candidates,
+        &filters,
+        Exit::Required,
+        1,
+        rng,
+    )?;
     let (_, outbox) = open(network)?;
     let now = mimix::sender::outbox::secs(SystemClock.now());
     let meta = Meta {

@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mimix_settings::{Checked, check, days, duration, hours, minutes, size};
-use rand::rngs::StdRng;
 use rand::RngExt;
+use rand::rngs::StdRng;
 use rand_distr::{Distribution, Exp};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -320,7 +320,10 @@ impl<P: Post> Cover<P> {
         let retry = self.settings.retry();
         let r: Result<Sent, OutboxError> = if queued_for >= retry.give_up_after.as_secs() {
             self.outbox.give_up(entry).map(|to| {
-                warn!("gave up on a queued message; it is kept in {}", to.display());
+                warn!(
+                    "gave up on a queued message; it is kept in {}",
+                    to.display()
+                );
                 Sent::GaveUp
             })
         } else {
@@ -338,7 +341,11 @@ impl<P: Post> Cover<P> {
     async fn dummy(&mut self) -> Sent {
         let today = self.clock.epoch_day();
         let planned = (self.directory)(today).and_then(|r| {
-            let spec: ChainSpec = self.settings.dummy_chain.parse().map_err(|e| format!("{e}"))?;
+            let spec: ChainSpec = self
+                .settings
+                .dummy_chain
+                .parse()
+                .map_err(|e| format!("{e}"))?;
             super::plan_dummy(&mut self.rng, &spec, &r, &Filters::default(), today)
                 .map_err(|e| e.to_string())
         });

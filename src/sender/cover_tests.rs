@@ -120,7 +120,15 @@ async fn run(queueing: Queueing, post: Recorder, s: Settings) -> Run {
     let outbox = Outbox::open(&dir.path().join("outbox"), s.caps()).unwrap();
     let clock = clock();
     let (rng7, rng8) = (StdRng::seed_from_u64(7), StdRng::seed_from_u64(8));
-    let mut cover = Cover::new(s, outbox.clone(), clock.clone(), directory(), post, rng7, rng8);
+    let mut cover = Cover::new(
+        s,
+        outbox.clone(),
+        clock.clone(),
+        directory(),
+        post,
+        rng7,
+        rng8,
+    );
     match queueing {
         Queueing::None => {}
         Queueing::Burst(n) => {
@@ -211,7 +219,10 @@ async fn send_times_do_not_depend_on_when_messages_were_queued() {
 
     assert_eq!(empty, spread, "the same schedule with messages queued");
     assert_eq!(empty, burst, "the same schedule with a burst queued");
-    assert_eq!(empty, failing, "the same schedule with failures and retries");
+    assert_eq!(
+        empty, failing,
+        "the same schedule with failures and retries"
+    );
     let d = ks_two_sample(&gaps(&empty), &gaps(&spread));
     let mean = empty.last().unwrap() / TICKS as f64;
     eprintln!(
@@ -246,7 +257,10 @@ fn gaps_are_exponential_with_the_configured_mean() {
          (1 % critical {critical:.5}); sample mean {sample_mean:.1} s"
     );
     assert!(d < critical, "D = {d}");
-    assert!((sample_mean / mean - 1.0).abs() < 0.03, "mean {sample_mean}");
+    assert!(
+        (sample_mean / mean - 1.0).abs() < 0.03,
+        "mean {sample_mean}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

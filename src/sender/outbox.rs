@@ -315,7 +315,10 @@ mod tests {
         assert_eq!(mode, 0o600);
         let now = UNIX_EPOCH + Duration::from_secs(1000);
         let (entry, text) = outbox.next_due(now).unwrap().unwrap();
-        assert_eq!((entry.path.clone(), text.as_slice()), (first, &b"To: a@x\n\none"[..]));
+        assert_eq!(
+            (entry.path.clone(), text.as_slice()),
+            (first, &b"To: a@x\n\none"[..])
+        );
         outbox
             .retry_later(&entry, &text, now, Duration::from_secs(60))
             .unwrap();
