@@ -164,7 +164,7 @@ fn dummies_while_the_outbox_is_empty_and_a_queued_message_is_delivered() {
     args.extend(conf_args(&root));
     let child = Command::new(MIMIX)
         .args(&args)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

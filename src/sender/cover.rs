@@ -34,13 +34,14 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, Exp};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::outbox::{Caps, Entry, Outbox, OutboxError, secs};
 use super::{Planned, Remailers, SendError};
 use crate::clock::Clock;
 use crate::directory::chain::{ChainSpec, Filters};
 use crate::queue::Retry;
+use crate::safelog::sensitive;
 
 /// `sender.toml` in the sender's state directory: cover traffic and the
 /// outbox.
@@ -181,6 +182,20 @@ pub enum Sent {
     DummyFailed,
 }
 
+impl Sent {
+    /// What was sent, for the log (per-message events are debug, and no
+    /// sizes: see `docs/logging.md`).
+    pub fn what(&self) -> &'static str {
+        match self {
+            Sent::Message { .. } => "sent a queued message",
+            Sent::MessageFailed => "a queued message was not sent; it waits for a retry",
+            Sent::GaveUp => "a queued message was given up",
+            Sent::Dummy => "sent a dummy",
+            Sent::DummyFailed => "a dummy was not sent",
+        }
+    }
+}
+
 /// The running sender.
 pub struct Cover<P: Post> {
     settings: Settings,
@@ -257,10 +272,7 @@ impl<P: Post> Cover<P> {
         loop {
             tokio::select! {
                 () = &mut stop => return,
-                (_, sent) = self.step() => match sent {
-                    Sent::Message { .. } => info!("sent a queued message"),
-                    other => debug!("cover traffic: {other:?}"),
-                },
+                (_, sent) = self.step() => debug!("cover traffic: {}", sent.what()),
             }
         }
     }
@@ -302,7 +314,8 @@ impl<P: Post> Cover<P> {
 
     async fn send_message(&mut self, entry: &Entry, message: &[u8], planned: &[Planned]) -> Sent {
         if let Err(e) = post_all(&self.post, planned).await {
-            warn!("a queued message was not accepted: {e}");
+            warn!("a first hop did not accept a queued message's packet; it stays queued");
+            debug!("the post failed: {}", sensitive(&e));
             return self.failed(entry, message);
         }
         if let Err(e) = self.outbox.remove(entry) {
@@ -356,7 +369,8 @@ impl<P: Post> Cover<P> {
         match result {
             Ok(()) => Sent::Dummy,
             Err(e) => {
-                warn!("a dummy was not sent: {e}");
+                warn!("a dummy was not sent");
+                debug!("the dummy failed: {}", sensitive(&e));
                 Sent::DummyFailed
             }
         }

@@ -3,10 +3,11 @@
 //!
 //! One file per message in the outbox directory (mode 0700), written
 //! atomically (a temporary file in the same directory, synced, renamed) with
-//! mode 0600: `<queued-at nanos>-<random>.msg`, holding one line of JSON
+//! mode 0600: `<queued-at seconds>-<random>.msg`, holding one line of JSON
 //! ([`Meta`]: when it was queued, the chain string and options, failed
 //! attempts and when it may be tried again) and then the message itself.
-//! File names sort by queueing time, so the oldest message goes first.
+//! File names sort by queueing time, so the oldest message goes first
+//! (within one second, in random order).
 //!
 //! The outbox is bounded ([`Caps`]): a message that would pass the count
 //! or the byte cap is refused with an error saying which. A message given
@@ -175,8 +176,9 @@ impl Outbox {
                 max: self.caps.max_bytes,
             });
         }
-        let nanos = u128::from(meta.queued_at) * 1_000_000_000 + u128::from(rand % 1_000_000_000);
-        let path = self.dir.join(format!("{nanos:030}-{rand:016x}.{EXT}"));
+        let path = self
+            .dir
+            .join(format!("{:020}-{rand:016x}.{EXT}", meta.queued_at));
         self.write(&path, meta, message)?;
         Ok(path)
     }
