@@ -53,6 +53,9 @@ enum Cmd {
     /// Send a message (from a file or standard input) through a chain of
     /// remailers.
     Send(SendArgs),
+    /// Send the outbox (`mimix send --queue`) at random times, and a dummy
+    /// whenever nothing is queued (cover traffic), until Ctrl-C.
+    Sender(cli::sender::SenderArgs),
     /// Show the remailers this node or sender knows, with their
     /// statistics; `update` fetches them from seeds.
     Remailers(RemailersArgs),
@@ -87,6 +90,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Demo => cli::demo::run(),
         Cmd::Testnet(a) => cli::testnet::run(a),
         Cmd::Send(a) => cli::send::send(a),
+        Cmd::Sender(a) => cli::sender::run(a),
         Cmd::Remailers(a) => cli::send::remailers(a),
         Cmd::Packet(c) => cli::packet::run(c),
         Cmd::Keygen(a) => cli::packet::keygen(a),

@@ -9,6 +9,7 @@ pub mod logs;
 pub mod node;
 pub mod packet;
 pub mod send;
+pub mod sender;
 pub mod status;
 pub mod testnet;
 mod update;

@@ -28,7 +28,7 @@ use super::node::CONFIG_FILE;
 use super::update;
 
 /// Where the sender finds the network, and how it reaches it.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct NetworkArgs {
     /// A node config: its `[tor]` network is used, and its data
     /// directory's directory snapshot when there is one.
@@ -80,6 +80,10 @@ pub struct SendArgs {
     /// how many packets that saved. For exits running mimix.
     #[arg(long, conflicts_with = "dummy")]
     gzip: bool,
+    /// Put the message in the outbox for `mimix sender` to send at its
+    /// next cover-traffic tick, instead of sending it now.
+    #[arg(long, conflicts_with_all = ["dummy", "out"])]
+    queue: bool,
     #[command(flatten)]
     network: NetworkArgs,
 }
@@ -200,21 +204,31 @@ fn read_message(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The remailers usable on `today`: from the conf files `confs`, or when
+/// none are given from the directory snapshot.
+pub fn load_remailers(
+    confs: &[PathBuf],
+    network: &NetworkArgs,
+    today: u64,
+) -> anyhow::Result<Remailers> {
+    if confs.is_empty() {
+        return Ok(Remailers::from_snapshot(&network.snapshot()?, today));
+    }
+    let mut parsed = Vec::new();
+    for path in confs {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        parsed.push(
+            RemailerConf::parse_valid(&text, today)
+                .with_context(|| format!("remailer-conf {}", path.display()))?,
+        );
+    }
+    Ok(Remailers::from_confs(&parsed))
+}
+
 impl SendArgs {
     fn remailers(&self, today: u64) -> anyhow::Result<Remailers> {
-        if self.confs.is_empty() {
-            return Ok(Remailers::from_snapshot(&self.network.snapshot()?, today));
-        }
-        let mut confs = Vec::new();
-        for path in &self.confs {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            confs.push(
-                RemailerConf::parse_valid(&text, today)
-                    .with_context(|| format!("remailer-conf {}", path.display()))?,
-            );
-        }
-        Ok(Remailers::from_confs(&confs))
+        load_remailers(&self.confs, &self.network, today)
     }
 
     /// The packets, and with `--gzip` what compression came to.
@@ -268,6 +282,12 @@ fn gzip_json(c: Option<&Compressed>) -> serde_json::Value {
 
 /// `mimix send`.
 pub fn send(a: SendArgs) -> anyhow::Result<()> {
+    if a.queue {
+        let message = read_message(a.message.as_deref().or(a.file.as_deref()))?;
+        let remailers = a.remailers(SystemClock.epoch_day())?;
+        let q = (a.chain.as_str(), a.copies, a.gzip);
+        return super::sender::queue(&a.network, &remailers, &message, q, a.json);
+    }
     let (planned, compressed) = a.plan(SystemClock.epoch_day())?;
     if let Some(c) = &compressed {
         report_gzip(c);
@@ -349,7 +369,7 @@ async fn post_all(
 
 /// Posts one packet, retrying a few times on errors worth retrying (a
 /// fresh onion circuit sometimes fails once).
-async fn post_with_retries(
+pub(super) async fn post_with_retries(
     dialer: &dyn Dialer,
     p: &Planned,
     limits: &ClientLimits,

@@ -15,6 +15,9 @@
 //!
 //! [`plan_compressed`] gzips the message first ([`compress()`]); the exit
 //! inflates it after reassembly.
+//!
+//! [`outbox`] keeps messages queued for later (`mimix send --queue`), and
+//! [`cover`] sends them, or dummies, at random times (`mimix sender`).
 
 use std::collections::HashMap;
 
@@ -29,6 +32,8 @@ use crate::directory::snapshot::Snapshot;
 use crate::exit::gzip;
 
 pub mod compress;
+pub mod cover;
+pub mod outbox;
 
 pub use compress::{Compressed, compress};
 
@@ -192,6 +197,24 @@ pub fn plan_compressed<R: CryptoRng + ?Sized>(
         today,
     )?;
     Ok((planned, compressed))
+}
+
+/// Checks `message` as [`plan`] (or, with `gzip`, [`plan_compressed`])
+/// checks it, without building anything: for a message queued to be sent
+/// later.
+pub fn check_message(message: &[u8], gzip: bool) -> Result<(), SendError> {
+    if !gzip {
+        return check(message, MAX_MESSAGE_LEN);
+    }
+    check(message, gzip::DEFAULT_LIMIT)?;
+    let size = compress(message).len();
+    if size > MAX_MESSAGE_LEN {
+        return Err(SendError::TooLarge {
+            size,
+            limit: MAX_MESSAGE_LEN,
+        });
+    }
+    Ok(())
 }
 
 /// Refuses an empty message, one over `limit` bytes, and one naming
