@@ -40,9 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mimix_settings::{
-    Checked, check, days, duration, hours, minutes, path, printable_ascii, size,
-};
+use mimix_settings::{Checked, check, days, duration, hours, minutes, path, printable_ascii, size};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;

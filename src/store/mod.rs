@@ -56,9 +56,9 @@ pub use outbound::{MailId, MailItem, OutboundId, OutboundItem};
 pub(crate) use partial::SetHeader;
 pub use partial::{PartialChunk, PartialSet};
 pub use pool::{Accepted, ExitChunk, ExitJobId, Inbound, PoolId, PoolItem, PoolSnapshot, Released};
+pub use secrets::keyed_hash;
 pub(crate) use usage::Part;
 pub use usage::{Area, Usage};
-pub use secrets::keyed_hash;
 
 /// Errors from the durable store.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@
 pub mod hop;
 pub mod net;
 pub mod nntp;
-pub mod proc;
 pub mod packets;
+pub mod proc;
 pub mod smtp;
 pub mod solo;
