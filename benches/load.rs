@@ -175,6 +175,7 @@ async fn counting_hop() -> CountingHop {
 /// and packets for it whose next hop is `next`.
 async fn start_node(dir: &Path, interval: Duration, store: StoreConfig) -> Node {
     let mut c = Config::default_for(&dir.join("node"));
+    c.node.name = "bench".into();
     c.transport.kind = TransportKind::Direct;
     c.transport.listen = ([127, 0, 0, 1], 0).into();
     // All 32 clients come from 127.0.0.1.
@@ -355,7 +356,7 @@ impl NodeProcess {
             .port();
         let data = dir.path().join("node");
         let config = format!(
-            "config_version = 1\n[node]\ndata_dir = \"{}\"\nlog = \"warn\"\n\
+            "config_version = 1\n[node]\nname = \"bench\"\ndata_dir = \"{}\"\nlog = \"warn\"\n\
              [transport]\nkind = \"direct\"\nlisten = \"127.0.0.1:{port}\"\n\
              max_connections_per_source = 1024\n\
              [pool]\ninterval = \"{}s\"\nmin = 0\nrate = 1.0\n[dummies]\nenabled = false\n\
