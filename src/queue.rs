@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::clock::Clock;
-use crate::store::StoreError;
+use crate::store::{Area, StoreError};
 
 /// How often the worker looks for retries that have come due when nothing
 /// else woke it.
@@ -106,6 +106,33 @@ impl Caps {
             per_destination,
             || format!("must be 1 to {concurrency} ({})", self.concurrency),
         )
+    }
+}
+
+/// How much a queue (or the pool) may hold, in items and stored bytes;
+/// at either cap the intake refuses new packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Most items.
+    pub count: u64,
+    /// Most stored bytes.
+    pub bytes: u64,
+}
+
+impl Limit {
+    /// Checks both caps (at least one item, at least
+    /// [`crate::pool::MIN_CAP_BYTES`]), named as the table names them.
+    pub fn validate(&self, [count, bytes]: [&str; 2]) -> Checked {
+        check(self.count >= 1, count, || "must be at least 1".into())?;
+        let min = crate::pool::MIN_CAP_BYTES;
+        check(self.bytes >= min, bytes, || {
+            format!("must be at least {min} bytes")
+        })
+    }
+
+    /// Whether a queue holding `held` is at either cap.
+    pub fn full(&self, held: Area) -> bool {
+        held.count >= self.count || held.bytes >= self.bytes
     }
 }
 

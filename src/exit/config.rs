@@ -14,7 +14,7 @@ use super::news::NewsConfig;
 use super::policy::{Policy, PolicyConfig};
 use super::reassembly::ReassemblyConfig;
 use super::smtp::SmtpConfig;
-use crate::queue::{Caps, Retry};
+use crate::queue::{Caps, Limit, Retry};
 
 /// `[exit]`: everything an exit node needs (used only with
 /// `node.smtp_exit = true`).
@@ -195,18 +195,19 @@ impl MailRetryConfig {
     pub fn validate(&self) -> Checked {
         self.retry().validate(["initial", "max", "give_up_after"])?;
         self.caps().validate(["concurrency", "per_destination"])?;
-        check(self.max_queued >= 1, "max_queued", || {
-            "must be at least 1".into()
-        })?;
-        check(
-            self.max_queued_bytes >= crate::pool::MIN_CAP_BYTES,
-            "max_queued_bytes",
-            || format!("must be at least {} bytes", crate::pool::MIN_CAP_BYTES),
-        )
+        self.limit().validate(["max_queued", "max_queued_bytes"])
+    }
+
+    /// The queue's caps.
+    pub fn limit(&self) -> Limit {
+        Limit {
+            count: self.max_queued,
+            bytes: self.max_queued_bytes,
+        }
     }
 
     /// Whether a mail queue holding `held` is full.
     pub fn full(&self, held: crate::store::Area) -> bool {
-        held.count >= self.max_queued || held.bytes >= self.max_queued_bytes
+        self.limit().full(held)
     }
 }

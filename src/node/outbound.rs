@@ -10,12 +10,12 @@ use std::time::{Duration, SystemTime};
 
 use hyper::StatusCode;
 use mimix_packet::{Packet, armour};
-use mimix_settings::{Checked, check, days, duration, hours, minutes, size};
+use mimix_settings::{Checked, days, duration, hours, minutes, size};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use super::Shared;
-use crate::queue::{Attempt, Caps, Due, Outcome, Queue, Retry, Skip, Worker};
+use crate::queue::{Attempt, Caps, Due, Limit, Outcome, Queue, Retry, Skip, Worker};
 use crate::store::{OutboundId, StoreError};
 use crate::transport::{ClientError, post_packet};
 
@@ -82,19 +82,20 @@ impl OutboundConfig {
         self.retry()
             .validate(["retry_initial", "retry_max", "give_up_after"])?;
         self.caps().validate(["concurrency", "per_peer"])?;
-        check(self.max_queued >= 1, "max_queued", || {
-            "must be at least 1".into()
-        })?;
-        check(
-            self.max_queued_bytes >= crate::pool::MIN_CAP_BYTES,
-            "max_queued_bytes",
-            || format!("must be at least {} bytes", crate::pool::MIN_CAP_BYTES),
-        )
+        self.limit().validate(["max_queued", "max_queued_bytes"])
+    }
+
+    /// The queue's caps.
+    pub fn limit(&self) -> Limit {
+        Limit {
+            count: self.max_queued,
+            bytes: self.max_queued_bytes,
+        }
     }
 
     /// Whether an outbound queue holding `held` is full.
     pub fn full(&self, held: crate::store::Area) -> bool {
-        held.count >= self.max_queued || held.bytes >= self.max_queued_bytes
+        self.limit().full(held)
     }
 }
 
