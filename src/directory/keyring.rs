@@ -88,6 +88,26 @@ pub struct Entry {
     pub next_fetch: u64,
 }
 
+impl Entry {
+    /// A remailer first heard of `now`, by `origin`, with no conf yet and
+    /// due to be fetched at once.
+    fn new(address: String, origin: Origin, now: u64) -> Self {
+        Self {
+            address,
+            origin,
+            configured_name: None,
+            conf: None,
+            pinned: false,
+            retired: Vec::new(),
+            first_seen: now,
+            last_ok: None,
+            last_refusal: None,
+            failures: 0,
+            next_fetch: now,
+        }
+    }
+}
+
 /// Most retired keys kept per remailer.
 pub const MAX_RETIRED: usize = 4;
 
@@ -204,19 +224,7 @@ impl Keyring {
         let e = self
             .entries
             .entry(address.clone())
-            .or_insert_with(|| Entry {
-                address,
-                origin: Origin::Seed,
-                configured_name: None,
-                conf: None,
-                pinned: false,
-                retired: Vec::new(),
-                first_seen: now,
-                last_ok: None,
-                last_refusal: None,
-                failures: 0,
-                next_fetch: now,
-            });
+            .or_insert_with(|| Entry::new(address, Origin::Seed, now));
         e.origin = Origin::Seed;
         e.configured_name = name.map(str::to_owned);
         Some(e)
@@ -339,19 +347,7 @@ impl Keyring {
         {
             return None;
         }
-        let entry = Entry {
-            address: address.clone(),
-            origin: Origin::Discovered,
-            configured_name: None,
-            conf: None,
-            pinned: false,
-            retired: Vec::new(),
-            first_seen: now,
-            last_ok: None,
-            last_refusal: None,
-            failures: 0,
-            next_fetch: now,
-        };
+        let entry = Entry::new(address.clone(), Origin::Discovered, now);
         self.entries.insert(address.clone(), entry);
         self.entries.get(&address)
     }
