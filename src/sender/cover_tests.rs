@@ -7,7 +7,7 @@ use mimix_packet::RemailerConf;
 use rand::SeedableRng;
 
 use super::*;
-use crate::sender::outbox::Meta;
+use crate::sender::outbox::meta;
 
 /// The day the test vectors were made.
 const DAY: u64 = 20_786;
@@ -88,17 +88,6 @@ fn settings() -> Settings {
 
 fn message(n: usize) -> Vec<u8> {
     format!("To: alice@example.org\nSubject: {n}\n\nhello {n}\n").into_bytes()
-}
-
-fn meta(queued_at: u64) -> Meta {
-    Meta {
-        queued_at,
-        chain: "*,*".into(),
-        copies: 1,
-        gzip: false,
-        attempts: 0,
-        not_before: 0,
-    }
 }
 
 /// Tick times, what each sent, the outbox and the directory holding it.

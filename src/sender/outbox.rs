@@ -285,23 +285,26 @@ fn read_message(path: &Path) -> Result<Vec<u8>, OutboxError> {
     Ok(text.get(start..).unwrap_or_default().to_vec())
 }
 
+/// A message's metadata as the tests write it: queued at `queued_at`,
+/// chain `*,*`, one copy, never tried.
+#[cfg(test)]
+pub(crate) fn meta(queued_at: u64) -> Meta {
+    Meta {
+        queued_at,
+        chain: "*,*".into(),
+        copies: 1,
+        gzip: false,
+        attempts: 0,
+        not_before: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-
-    fn meta(queued_at: u64) -> Meta {
-        Meta {
-            queued_at,
-            chain: "*,*".into(),
-            copies: 1,
-            gzip: false,
-            attempts: 0,
-            not_before: 0,
-        }
-    }
 
     #[test]
     fn oldest_first_private_and_retried_later() {
