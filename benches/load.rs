@@ -16,8 +16,9 @@
 //!   node runs the `mimix` binary as built, with jemalloc (glibc's malloc
 //!   kept growing: see `src/main.rs`).
 //!
-//! `cargo bench --bench load` runs it in full; without `--bench` (as
-//! `cargo test --benches` does) it runs a quick check.
+//! `cargo bench --bench load` runs it in full (`-- forwarding`, say, runs
+//! one part: `store`, `forwarding`, `growth`, `rss`); without `--bench`
+//! (as `cargo test --benches` does) it runs a quick check.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -150,9 +151,15 @@ async fn counting_hop() -> CountingHop {
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         let (c, a) = (c.clone(), a.clone());
                         async move {
+                            // Only packets count: the node also fetches
+                            // the next hop's remailer-conf when it first
+                            // hears of it.
+                            let post = req.method() == hyper::Method::POST;
                             let _ = req.into_body().collect().await;
-                            a.lock().unwrap().push(Instant::now());
-                            c.fetch_add(1, Ordering::SeqCst);
+                            if post {
+                                a.lock().unwrap().push(Instant::now());
+                                c.fetch_add(1, Ordering::SeqCst);
+                            }
                             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
                                 b"Mimix message submitted",
                             ))))
@@ -276,6 +283,7 @@ async fn node_rates(quick: bool, hop_rate: f64) {
     let ingest = post_all(node.address(), many, 32).await;
     let overran = started.elapsed() >= interval;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per_peer = mimix::node::OutboundConfig::default().per_peer;
     println!(
         "node accepts over loopback HTTP, 1 client:   {single:>6.0} packets/s (RSA-4096, fsync before 200)"
     );
@@ -288,8 +296,8 @@ async fn node_rates(quick: bool, hop_rate: f64) {
         ingest / (cores as f64 * hop_rate)
     );
     // The round releases the whole pool into the outbound queue: the
-    // drain rate through one next hop (`outbound.per_peer` = 2 posts at a
-    // time, the default).
+    // drain rate through one next hop (at most `outbound.per_peer` posts
+    // at a time, the default).
     wait_for(&hop, texts.len()).await;
     let arrivals = hop.arrivals.lock().unwrap().clone();
     let drain = arrivals.len() as f64
@@ -303,7 +311,7 @@ async fn node_rates(quick: bool, hop_rate: f64) {
         println!("forwarding, draining a round: not measured (ingest outlasted the first round)");
     } else {
         println!(
-            "forwarding to one next hop (per_peer 2), draining a round: {drain:>6.0} packets/s \
+            "forwarding to one next hop (per_peer {per_peer}), draining a round: {drain:>6.0} packets/s \
              = {:.2} x ingest (goal >= 0.8)",
             drain / ingest
         );
@@ -486,21 +494,36 @@ fn store_label(name: &str) -> &'static str {
 }
 
 fn main() {
-    let quick = !std::env::args().any(|a| a == "--bench");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = !args.iter().any(|a| a == "--bench");
+    // `cargo bench --bench load -- forwarding rss` runs only those parts.
+    let parts: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| ["store", "forwarding", "growth", "rss"].contains(a))
+        .collect();
+    let want = |part| parts.is_empty() || parts.contains(&part);
     let (runs, per_run) = if quick { (2, 8) } else { (12, 300) };
     println!(
         "\nLoad run on loopback ({})",
         if quick { "quick check" } else { "full" }
     );
-    store_rates(quick);
-    let hops = hop_rate(quick);
+    if want("store") {
+        store_rates(quick);
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        node_rates(quick, hops).await;
-        pooled_growth(quick).await;
-        // Each store configuration in a fresh node process.
-        for name in ["fjall-defaults", "bounded"] {
-            rss_runs(store_label(name), store_config(name), runs, per_run).await;
+        if want("forwarding") {
+            node_rates(quick, hop_rate(quick)).await;
+        }
+        if want("growth") {
+            pooled_growth(quick).await;
+        }
+        if want("rss") {
+            // Each store configuration in a fresh node process.
+            for name in ["fjall-defaults", "bounded"] {
+                rss_runs(store_label(name), store_config(name), runs, per_run).await;
+            }
         }
     });
 }

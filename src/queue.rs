@@ -10,15 +10,18 @@
 //! is free it asks its [`Queue`] for due items, telling it which items are
 //! in flight and which destinations are at their cap, so a dead or slow
 //! destination holds only its own slots and never the head of the due
-//! list. A finished attempt frees its slot at once and the worker refills
-//! it straight away; new work is announced with the [`Notify`] from
-//! [`Worker::waker`], and a coarse poll catches retries coming due.
+//! list. A finished attempt frees its slot as soon as its outcome is
+//! written and the worker refills it straight away; new work is announced
+//! with the [`Notify`] from [`Worker::waker`], and a coarse poll catches
+//! retries coming due.
 //!
 //! An attempt ends in one of three ways ([`Attempt`]): delivered, failed
 //! for good, or worth retrying. A retry is scheduled after
 //! [`Retry::delay`] (exponential backoff with jitter) until the item has
-//! been queued for [`Retry::give_up_after`]; then it is given up. The
-//! outcome is written by [`Queue::record`]; if that write fails the item
+//! been queued for [`Retry::give_up_after`]; then it is given up. One
+//! recorder writes outcomes with [`Queue::record`], all those waiting in
+//! one batch, so a queue in the store pays one `fsync` for a group of
+//! deliveries rather than one each; if that write fails the item
 //! is parked for a while instead of being tried again at once (2 s, then
 //! twice as long each time it happens again, up to a minute), so a full or
 //! failing disk does not turn into a storm of repeated deliveries. The
@@ -48,8 +51,8 @@ const MAX_PARK: Duration = Duration::from_secs(60);
 /// How long attempts in flight at shutdown get to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Most batches one refill asks for.
-const FILL_ROUNDS: usize = 8;
+/// Most outcomes written in one batch.
+const RECORD_BATCH: usize = 256;
 
 /// Backoff of one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,20 +195,48 @@ pub enum Outcome<S> {
     },
 }
 
-/// What the worker passes to [`Queue::due`]: the items and destinations to
-/// leave out.
+/// What the worker passes to [`Queue::due`]: the items to leave out and
+/// the room left per destination.
 #[derive(Debug, Default)]
 pub struct Skip {
     /// Items in flight or parked.
-    pub ids: HashSet<u64>,
-    /// Destinations at their cap.
-    pub destinations: HashSet<String>,
+    ids: HashSet<u64>,
+    /// Attempts in flight per destination, plus the items this scan took.
+    busy: HashMap<String, usize>,
+    /// Most attempts in flight to one destination.
+    cap: usize,
+    /// Destinations whose items were left for want of room.
+    refused: HashSet<String>,
 }
 
 impl Skip {
-    /// Whether the item `id` for `destination` is to be left out.
-    pub fn skips(&self, id: u64, destination: &str) -> bool {
-        self.ids.contains(&id) || self.destinations.contains(destination)
+    /// Leaves out `ids` and takes items for a destination only while its
+    /// `busy` count (attempts in flight) is below `cap`.
+    pub fn new(ids: HashSet<u64>, busy: HashMap<String, usize>, cap: usize) -> Self {
+        Self {
+            ids,
+            busy,
+            cap,
+            refused: HashSet::new(),
+        }
+    }
+
+    /// Whether the scan takes the item `id` for `destination`: it is not
+    /// in flight or parked and its destination is below its cap, counting
+    /// the items this scan took already. A taken item counts against its
+    /// destination's cap.
+    pub fn take(&mut self, id: u64, destination: &str) -> bool {
+        if self.ids.contains(&id) {
+            return false;
+        }
+        if self.busy.get(destination).copied().unwrap_or(0) >= self.cap {
+            if !self.refused.contains(destination) {
+                self.refused.insert(destination.to_owned());
+            }
+            return false;
+        }
+        *self.busy.entry(destination.to_owned()).or_default() += 1;
+        true
     }
 }
 
@@ -219,22 +250,25 @@ pub trait Queue: Send + Sync + 'static {
     /// The queue's name, for logs.
     fn name(&self) -> &'static str;
 
-    /// Up to `limit` items due at `now`, earliest first, leaving out what
-    /// `skip` names. Runs on the blocking pool.
+    /// Up to `limit` items due at `now`, earliest first, each one that
+    /// [`Skip::take`] takes. Runs on the blocking pool.
     fn due(
         &self,
         now: SystemTime,
         limit: usize,
-        skip: &Skip,
+        skip: &mut Skip,
     ) -> Result<Vec<Due<Self::Item>>, StoreError>;
 
     /// Tries to deliver one item.
     fn attempt(&self, due: &Due<Self::Item>) -> impl Future<Output = Attempt<Self::State>> + Send;
 
-    /// Records what became of an item. Runs on the blocking pool.
-    fn record(&self, due: Due<Self::Item>, outcome: Outcome<Self::State>)
-    -> Result<(), StoreError>;
+    /// Records what became of several items, all or none (one durable
+    /// write for a queue kept in the store). Runs on the blocking pool.
+    fn record(&self, outcomes: Vec<Recorded<Self>>) -> Result<(), StoreError>;
 }
+
+/// An item and what became of it, waiting to be recorded.
+pub type Recorded<Q> = (Due<<Q as Queue>::Item>, Outcome<<Q as Queue>::State>);
 
 /// Where retry jitter comes from: a factor in [0.75, 1.25).
 pub type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
@@ -279,6 +313,12 @@ struct Slots {
     /// Items whose outcome could not be written: not before this time, and
     /// how many times in a row.
     parked: HashMap<u64, (tokio::time::Instant, u32)>,
+    /// After a scan that took all it could find: the destinations whose
+    /// items it left for want of room. Until new work is announced or the
+    /// poll comes round, only they can have items to take, so a freed slot
+    /// asks for no more than they have room for (a long queue for one
+    /// busy next hop is not scanned again at every delivery).
+    only: Option<HashSet<String>>,
 }
 
 impl Slots {
@@ -289,14 +329,22 @@ impl Slots {
             .iter()
             .filter(|(_, (until, _))| *until > now)
             .map(|(id, _)| id);
-        Skip {
-            ids: self.inflight.keys().chain(parked).copied().collect(),
-            destinations: self
-                .per_destination
+        Skip::new(
+            self.inflight.keys().chain(parked).copied().collect(),
+            self.per_destination.clone(),
+            cap,
+        )
+    }
+
+    /// How many items a scan may usefully ask for with `free` slots.
+    fn wanted(&self, free: usize, cap: usize) -> usize {
+        match &self.only {
+            None => free,
+            Some(only) => only
                 .iter()
-                .filter(|(_, n)| **n >= cap)
-                .map(|(d, _)| d.clone())
-                .collect(),
+                .map(|d| cap.saturating_sub(self.per_destination.get(d).copied().unwrap_or(0)))
+                .sum::<usize>()
+                .min(free),
         }
     }
 
@@ -329,6 +377,9 @@ impl Slots {
             // count is kept, so a store that fails again parks it longer).
             for (until, _) in self.parked.values_mut() {
                 *until = (*until).min(now);
+            }
+            if !self.parked.is_empty() {
+                self.only = None;
             }
         }
     }
@@ -374,9 +425,15 @@ impl<Q: Queue> Worker<Q> {
     /// had it already).
     pub async fn run(self, stop: CancellationToken) {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
+        let (record_tx, record_rx) = mpsc::unbounded_channel::<Recorded<Q>>();
+        tokio::spawn(record(self.queue.clone(), record_rx, done_tx));
         let mut slots = Slots::default();
+        // A steady tick, not a sleep restarted at every delivery: retries
+        // coming due are seen within a second however busy the queue is.
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.fill(&mut slots, &done_tx).await;
+            self.fill(&mut slots, &record_tx).await;
             tokio::select! {
                 _ = stop.cancelled() => break,
                 f = done_rx.recv() => {
@@ -386,8 +443,8 @@ impl<Q: Queue> Worker<Q> {
                         slots.finish(&f);
                     }
                 }
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
+                _ = self.wake.notified() => slots.only = None,
+                _ = poll.tick() => slots.only = None,
             }
         }
         let drain = async {
@@ -406,44 +463,42 @@ impl<Q: Queue> Worker<Q> {
         }
     }
 
-    /// Starts attempts for due items while slots are free. A batch can
-    /// hold several items for one destination of which only some fit its
-    /// cap; the others are passed over and the queue asked again, now
-    /// skipping that destination.
-    async fn fill(&self, slots: &mut Slots, done: &mpsc::UnboundedSender<Finished>) {
-        for _ in 0..FILL_ROUNDS {
-            let free = self.caps.concurrency.saturating_sub(slots.inflight.len());
-            if free == 0 || !self.fill_once(slots, free, done).await {
-                return;
-            }
+    /// Starts attempts for due items while slots are free. The queue takes
+    /// items only for destinations below their cap ([`Skip::take`]), so
+    /// one scan fills every slot it can.
+    async fn fill(&self, slots: &mut Slots, record: &mpsc::UnboundedSender<Recorded<Q>>) {
+        let cap = self.caps.per_destination.max(1);
+        let free = self.caps.concurrency.saturating_sub(slots.inflight.len());
+        let wanted = slots.wanted(free, cap);
+        if wanted == 0 {
+            return;
         }
-    }
-
-    /// One batch of [`Worker::fill`]; whether it was cut short by a
-    /// destination cap (so asking again may find more).
-    async fn fill_once(
-        &self,
-        slots: &mut Slots,
-        free: usize,
-        done: &mpsc::UnboundedSender<Finished>,
-    ) -> bool {
-        let skip = slots.skip(self.caps.per_destination.max(1));
+        let mut skip = slots.skip(cap);
         let (queue, now) = (self.queue.clone(), self.clock.now());
-        let due = tokio::task::spawn_blocking(move || queue.due(now, free, &skip)).await;
+        let due = tokio::task::spawn_blocking(move || {
+            let due = queue.due(now, wanted, &mut skip);
+            (due, skip.refused)
+        })
+        .await;
         let due = match due {
-            Ok(Ok(due)) => due,
-            Ok(Err(e)) => {
+            Ok((Ok(due), refused)) => {
+                if due.len() < wanted {
+                    // All there was: what is left waits for room.
+                    slots.only = Some(refused);
+                }
+                due
+            }
+            Ok((Err(e), _)) => {
                 warn!("reading the {} queue: {e}", self.queue.name());
-                return false;
+                return;
             }
             Err(_) => {
                 warn!("reading the {} queue: task failed", self.queue.name());
-                return false;
+                return;
             }
         };
-        let full = due.len() >= free;
-        let mut passed_over = false;
         for item in due {
+            // The queue honours the caps; checked again all the same.
             let busy = slots
                 .per_destination
                 .get(&item.destination)
@@ -453,41 +508,62 @@ impl<Q: Queue> Worker<Q> {
                 || busy >= self.caps.per_destination
                 || slots.inflight.contains_key(&item.id)
             {
-                passed_over = true;
                 continue;
             }
             slots.start(item.id, &item.destination);
-            self.spawn_attempt(item, done.clone());
+            self.spawn_attempt(item, record.clone());
         }
-        full && passed_over
     }
 
-    fn spawn_attempt(&self, due: Due<Q::Item>, done: mpsc::UnboundedSender<Finished>) {
+    /// Runs one attempt and hands its outcome to the recorder.
+    fn spawn_attempt(&self, due: Due<Q::Item>, record: mpsc::UnboundedSender<Recorded<Q>>) {
         let queue = self.queue.clone();
         let (retry, clock, jitter) = (self.retry, self.clock.clone(), self.jitter.clone());
         tokio::spawn(async move {
-            let (id, destination) = (due.id, due.destination.clone());
             let attempt = queue.attempt(&due).await;
             let outcome = decide(attempt, &due, &retry, clock.now(), jitter());
-            let q = queue.clone();
-            let recorded = tokio::task::spawn_blocking(move || q.record(due, outcome)).await;
-            let unrecorded = match recorded {
-                Ok(Ok(())) => false,
-                Ok(Err(e)) => {
-                    warn!("recording a {} delivery: {e}", queue.name());
-                    true
-                }
-                Err(_) => {
-                    warn!("recording a {} delivery: task failed", queue.name());
-                    true
-                }
-            };
+            let _ = record.send((due, outcome));
+        });
+    }
+}
+
+/// Writes outcomes as they come, as many as are waiting in one batch (so
+/// a queue in the store pays one `fsync` for a whole group of deliveries),
+/// and only then frees their slots.
+async fn record<Q: Queue>(
+    queue: Arc<Q>,
+    mut outcomes: mpsc::UnboundedReceiver<Recorded<Q>>,
+    done: mpsc::UnboundedSender<Finished>,
+) {
+    while let Some(first) = outcomes.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match outcomes.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let finished: Vec<_> = batch
+            .iter()
+            .map(|(due, _)| (due.id, due.destination.clone()))
+            .collect();
+        let q = queue.clone();
+        let recorded = tokio::task::spawn_blocking(move || q.record(batch)).await;
+        let error = match recorded {
+            Ok(written) => written.err().map(|e| e.to_string()),
+            Err(_) => Some("task failed".to_owned()),
+        };
+        if let Some(e) = &error {
+            warn!("recording {} deliveries: {e}", queue.name());
+        }
+        let unrecorded = error.is_some();
+        for (id, destination) in finished {
             let _ = done.send(Finished {
                 id,
                 destination,
                 unrecorded,
             });
-        });
+        }
     }
 }
 

@@ -68,8 +68,14 @@ struct MemQueue {
     delivered: Mutex<Vec<(u64, tokio::time::Instant)>>,
     outcomes: Mutex<Vec<(u64, &'static str)>>,
     attempts: AtomicU32,
-    /// Record calls that fail before one succeeds.
+    /// Items whose records fail before one succeeds.
     failing_records: AtomicU32,
+    /// The size of each batch passed to `record`.
+    records: Mutex<Vec<usize>>,
+    /// How long each `record` takes, if set.
+    slow_record: Mutex<Option<Duration>>,
+    /// Due items looked at by all scans.
+    looked: AtomicU32,
 }
 
 impl MemQueue {
@@ -80,6 +86,9 @@ impl MemQueue {
             outcomes: Mutex::new(Vec::new()),
             attempts: AtomicU32::new(0),
             failing_records: AtomicU32::new(0),
+            records: Mutex::new(Vec::new()),
+            slow_record: Mutex::new(None),
+            looked: AtomicU32::new(0),
         }
     }
 
@@ -113,12 +122,18 @@ impl Queue for MemQueue {
         &self,
         now: SystemTime,
         limit: usize,
-        skip: &Skip,
+        skip: &mut Skip,
     ) -> Result<Vec<Due<Behaviour>>, StoreError> {
+        // In ID order, as far as needed, as the store scans its index.
         let items = self.items.lock().unwrap();
-        let mut due: Vec<_> = items
+        Ok(items
             .iter()
-            .filter(|(id, i)| i.due <= now && !skip.skips(**id, &i.destination))
+            .filter(|(_, i)| i.due <= now)
+            .inspect(|_| {
+                self.looked.fetch_add(1, Ordering::SeqCst);
+            })
+            .filter(|(id, i)| skip.take(**id, &i.destination))
+            .take(limit)
             .map(|(id, i)| Due {
                 id: *id,
                 destination: i.destination.clone(),
@@ -126,10 +141,7 @@ impl Queue for MemQueue {
                 first_queued: i.first_queued,
                 item: i.behaviour,
             })
-            .collect();
-        due.sort_by_key(|d| d.id);
-        due.truncate(limit);
-        Ok(due)
+            .collect())
     }
 
     async fn attempt(&self, due: &Due<Behaviour>) -> Attempt<()> {
@@ -147,10 +159,20 @@ impl Queue for MemQueue {
         }
     }
 
-    fn record(&self, due: Due<Behaviour>, outcome: Outcome<()>) -> Result<(), StoreError> {
+    fn record(&self, outcomes: Vec<Recorded<Self>>) -> Result<(), StoreError> {
+        self.records.lock().unwrap().push(outcomes.len());
+        if let Some(d) = *self.slow_record.lock().unwrap() {
+            // Real time: a write to a slow disk.
+            std::thread::sleep(d);
+        }
+        // A failing batch fails whole; each of its items uses up one of
+        // the failures.
+        let n = u32::try_from(outcomes.len()).unwrap();
         if self
             .failing_records
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
+                (f > 0).then(|| f.saturating_sub(n))
+            })
             .is_ok()
         {
             return Err(StoreError::Corrupt {
@@ -159,6 +181,15 @@ impl Queue for MemQueue {
                 reason: "disk full".into(),
             });
         }
+        for (due, outcome) in outcomes {
+            self.record_one(due, outcome);
+        }
+        Ok(())
+    }
+}
+
+impl MemQueue {
+    fn record_one(&self, due: Due<Behaviour>, outcome: Outcome<()>) {
         let mut items = self.items.lock().unwrap();
         let name = match outcome {
             Outcome::Delivered => {
@@ -186,7 +217,6 @@ impl Queue for MemQueue {
             }
         };
         self.outcomes.lock().unwrap().push((due.id, name));
-        Ok(())
     }
 }
 
@@ -407,5 +437,63 @@ async fn parked_items_go_at_once_when_an_outcome_is_recorded_again() {
     queue.add(5, "other", clock.now(), Behaviour::Deliver(Duration::ZERO));
     wake.notify_one();
     until_delivered(&queue, 5, Duration::from_millis(100)).await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn outcomes_waiting_while_one_is_written_are_written_together() {
+    let clock = ManualClock::at_epoch_day(20_000);
+    let queue = Arc::new(MemQueue::new());
+    for id in 0..20 {
+        let hop = format!("hop{id}");
+        queue.add(id, &hop, clock.now(), Behaviour::Deliver(Duration::ZERO));
+    }
+    *queue.slow_record.lock().unwrap() = Some(Duration::from_millis(200));
+    let caps = Caps {
+        concurrency: 20,
+        per_destination: 1,
+    };
+    let (stop, _) = start(&queue, &clock, caps);
+    until_delivered(&queue, 20, Duration::from_secs(10)).await;
+    stop.cancel();
+    // All 20 finish at once; the ones that come while the first batch is
+    // written (200 ms) go in the next: one write per group, not per item.
+    let records = queue.records.lock().unwrap().clone();
+    assert_eq!(records.iter().sum::<usize>(), 20);
+    assert!(records.len() <= 2, "{records:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_queue_for_one_busy_destination_is_not_scanned_at_every_delivery() {
+    let clock = ManualClock::at_epoch_day(20_000);
+    let queue = Arc::new(MemQueue::new());
+    for id in 0..1000 {
+        queue.add(
+            id,
+            "hop",
+            clock.now(),
+            Behaviour::Deliver(Duration::from_millis(1)),
+        );
+    }
+    let caps = Caps {
+        concurrency: 8,
+        per_destination: 2,
+    };
+    let (stop, wake) = start(&queue, &clock, caps);
+    until_delivered(&queue, 1000, Duration::from_secs(60)).await;
+    // Each freed slot asks for the one item that fits it, found at the
+    // head of the queue: a few items looked at per delivery, not the
+    // whole queue (about 250,000 in all).
+    let looked = queue.looked.load(Ordering::SeqCst);
+    assert!(looked < 10_000, "{looked} items looked at");
+    // New work for another destination is still taken at once.
+    queue.add(
+        5000,
+        "other",
+        clock.now(),
+        Behaviour::Deliver(Duration::ZERO),
+    );
+    wake.notify_one();
+    until_delivered(&queue, 1001, Duration::from_millis(100)).await;
     stop.cancel();
 }

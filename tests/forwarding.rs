@@ -122,8 +122,9 @@ fn evidence_a_tarpit_next_hop_does_not_delay_the_others() {
     const TARPITTED: usize = 149;
     let tarpit = StandIn::start(Mode::Tarpit, Duration::ZERO);
     let hop = StandIn::start(Mode::Accept, Duration::ZERO);
-    // The default request timeout (120 s) and caps (8 at once, 2 per
-    // next hop): the tarpit can hold two slots for two minutes each.
+    // The default request timeout (120 s) and caps: the tarpit can hold
+    // its `per_peer` slots for two minutes each.
+    let cap = mimix::node::OutboundConfig::default().per_peer;
     let solo = Solo::start(None, "", "[pool]\ninterval = \"3s\"\nmin = 0\nrate = 1.0\n");
     let stuck = solo.packets_to(&tarpit.url(), TARPITTED);
     let ordinary = solo.packets_to(&hop.url(), 5);
@@ -136,7 +137,7 @@ fn evidence_a_tarpit_next_hop_does_not_delay_the_others() {
         INTERVAL * 3,
         Duration::from_millis(50),
         "the tarpit holding its slots",
-        || (tarpit.in_flight() == 2).then_some(()),
+        || (tarpit.in_flight() == cap).then_some(()),
     );
     let posted = Instant::now();
     assert!(
@@ -153,12 +154,12 @@ fn evidence_a_tarpit_next_hop_does_not_delay_the_others() {
     );
     eprintln!(
         "tarpit: {TARPITTED} packets queued for a next hop that never answers \
-         (holding {} of its 2 slots); 5 ordinary packets delivered {delay:.2?} after \
+         (holding {} of its {cap} slots); 5 ordinary packets delivered {delay:.2?} after \
          they were posted (pool interval {INTERVAL:?})",
         tarpit.in_flight()
     );
     assert!(
-        tarpit.max_in_flight() <= 2,
+        tarpit.max_in_flight() <= cap,
         "the tarpit got more than its cap"
     );
     assert_eq!(hop.requests().len(), 5);

@@ -19,7 +19,7 @@ use tracing::debug;
 use super::keyring::{Entry, Origin};
 use super::{Directory, DirectoryConfig};
 use crate::clock::Clock;
-use crate::queue::{Attempt, Caps, Due, Outcome, Queue, Retry, Skip, Worker};
+use crate::queue::{Attempt, Caps, Due, Outcome, Queue, Recorded, Retry, Skip, Worker};
 use crate::store::StoreError;
 use crate::transport::{ClientLimits, Dialer, fetch_conf};
 
@@ -132,13 +132,13 @@ impl Queue for Fetches {
         &self,
         now: SystemTime,
         limit: usize,
-        skip: &Skip,
+        skip: &mut Skip,
     ) -> Result<Vec<Due<Origin>>, StoreError> {
         let now = super::pinger::unix(now);
         Ok(self.dir.with_keyring(|ring| {
             ring.due(now)
                 .into_iter()
-                .filter(|e| !skip.skips(id_of(&e.address), &e.address))
+                .filter(|e| skip.take(id_of(&e.address), &e.address))
                 .take(limit)
                 .map(|e: &Entry| Due {
                     id: id_of(&e.address),
@@ -169,7 +169,16 @@ impl Queue for Fetches {
         }
     }
 
-    fn record(&self, due: Due<Origin>, outcome: Outcome<()>) -> Result<(), StoreError> {
+    fn record(&self, outcomes: Vec<Recorded<Self>>) -> Result<(), StoreError> {
+        outcomes
+            .into_iter()
+            .try_for_each(|(due, outcome)| self.record_one(due, outcome))
+    }
+}
+
+impl Fetches {
+    /// Records what became of one fetch in the keyring.
+    fn record_one(&self, due: Due<Origin>, outcome: Outcome<()>) -> Result<(), StoreError> {
         let address = due.destination;
         match outcome {
             // Accepting already stored the entry and its next fetch.

@@ -22,7 +22,7 @@ fn parts() -> Vec<Vec<u8>> {
 }
 
 fn mail_payload(store: &Store, clock: &ManualClock, id: MailId) -> Vec<u8> {
-    let due = store.mail_due(clock.now(), 100, &|_, _| false).unwrap();
+    let due = store.mail_due(clock.now(), 100, &mut |_, _| true).unwrap();
     due.into_iter().find(|m| m.id == id).unwrap().payload
 }
 

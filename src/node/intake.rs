@@ -1,7 +1,10 @@
 //! Receiving packets: the transport's [`Collector`].
 //!
 //! A submitted packet is dearmoured and peeled on the blocking pool (RSA is
-//! most of the work), every integrity check passing before its packet ID
+//! most of the work), one peel per core at a time so that forwarding and
+//! the HTTP side keep their share of the CPU under a flood of submissions
+//! (the others wait without holding a thread), every integrity check
+//! passing before its packet ID
 //! is looked at. Then the ID goes into the replay log and the peeled result
 //! into the pool in one durable batch; only after that batch is on disk
 //! does the transport answer 200. Concurrent submissions share one fsync
@@ -18,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mimix_packet::{ExitType, Outcome, dearmour, peel};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use super::duplicate::{self, Seen};
@@ -49,6 +52,8 @@ pub struct Intake {
     /// Peels running or waiting; beyond `max_peeling` the node is overloaded.
     peeling: AtomicUsize,
     max_peeling: usize,
+    /// One permit per core: peels running at once.
+    cpus: Semaphore,
 }
 
 impl Intake {
@@ -64,6 +69,7 @@ impl Intake {
             commits: tx,
             peeling: AtomicUsize::new(0),
             max_peeling: cores * 32,
+            cpus: Semaphore::new(cores),
         })
     }
 
@@ -78,6 +84,7 @@ impl Intake {
     async fn peel(&self, armoured: String) -> Result<([u8; 16], Peeled), Rejection> {
         self.count(counter::PEELED);
         let shared = self.shared.clone();
+        let _cpu = self.cpus.acquire().await.map_err(|_| Rejection::Internal)?;
         let result = tokio::task::spawn_blocking(move || {
             let packet = dearmour(&armoured).map_err(|_| "armour")?;
             let window = shared.config.replay.window(shared.clock.epoch_day());

@@ -28,8 +28,8 @@ use tracing::debug;
 use super::{Shared, blocking, every};
 use crate::exit::reassembly;
 use crate::exit::{DeliveryResult, Exit, ExitCounts, Outgoing, PolicyError};
-use crate::queue::{Attempt, Due, Outcome, Queue, Skip, Worker};
-use crate::store::{MailId, StoreError, counter};
+use crate::queue::{Attempt, Due, Outcome, Queue, Recorded, Skip, Worker};
+use crate::store::{Change, MailId, StoreError, counter};
 
 /// How often the exit queue is looked at.
 const TICK: Duration = Duration::from_millis(500);
@@ -104,11 +104,11 @@ impl Queue for MailQueue {
         &self,
         now: SystemTime,
         limit: usize,
-        skip: &Skip,
+        skip: &mut Skip,
     ) -> Result<Vec<Due<Mail>>, StoreError> {
         let exit = &self.exit;
-        let items = self.shared.store.mail_due(now, limit, &|id, domain| {
-            skip.skips(id, &exit.destination(domain))
+        let items = self.shared.store.mail_due(now, limit, &mut |id, domain| {
+            skip.take(id, &exit.destination(domain))
         })?;
         Ok(items
             .into_iter()
@@ -164,20 +164,25 @@ impl Queue for MailQueue {
         }
     }
 
-    fn record(&self, due: Due<Mail>, outcome: Outcome<Vec<u8>>) -> Result<(), StoreError> {
-        let (store, id) = (&self.shared.store, MailId(due.id));
-        if matches!(outcome, Outcome::GaveUp)
-            && due.item.prepared
-            && Outgoing::is_news_encoding(&due.item.payload)
-        {
-            self.count(NEWS_DROPPED);
-        }
-        match outcome {
-            Outcome::Delivered => store.mail_delivered(id),
-            Outcome::Failed | Outcome::GaveUp => store.mail_drop(id),
-            Outcome::Retry { at, state } => store.mail_retry_prepared(id, at, &state),
-        }
-        .map(drop)
+    fn record(&self, outcomes: Vec<Recorded<Self>>) -> Result<(), StoreError> {
+        let changes = outcomes
+            .into_iter()
+            .map(|(due, outcome)| {
+                if matches!(outcome, Outcome::GaveUp)
+                    && due.item.prepared
+                    && Outgoing::is_news_encoding(&due.item.payload)
+                {
+                    self.count(NEWS_DROPPED);
+                }
+                let change = match outcome {
+                    Outcome::Delivered => Change::Delivered,
+                    Outcome::Failed | Outcome::GaveUp => Change::Dropped,
+                    Outcome::Retry { at, state } => Change::RetryPrepared(at, state),
+                };
+                (MailId(due.id), change)
+            })
+            .collect();
+        self.shared.store.mail_record(changes).map(drop)
     }
 }
 

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use super::Shared;
-use crate::queue::{Attempt, Caps, Due, Limit, Outcome, Queue, Retry, Skip, Worker};
-use crate::store::{OutboundId, StoreError};
+use crate::queue::{Attempt, Caps, Due, Limit, Outcome, Queue, Recorded, Retry, Skip, Worker};
+use crate::store::{Change, OutboundId, StoreError};
 use crate::transport::{ClientError, post_packet};
 
 /// `[outbound]`: delivery of packets to next hops.
@@ -51,8 +51,8 @@ impl Default for OutboundConfig {
             retry_initial: minutes(1),
             retry_max: hours(6),
             give_up_after: days(7),
-            concurrency: 8,
-            per_peer: 2,
+            concurrency: 32,
+            per_peer: 8,
             max_queued: 10_000,
             max_queued_bytes: 256 * 1024 * 1024,
         }
@@ -128,12 +128,12 @@ impl Queue for Outbound {
         &self,
         now: SystemTime,
         limit: usize,
-        skip: &Skip,
+        skip: &mut Skip,
     ) -> Result<Vec<Due<Vec<u8>>>, StoreError> {
         let items = self
             .0
             .store
-            .outbound_due(now, limit, &|id, hop| skip.skips(id, hop))?;
+            .outbound_due(now, limit, &mut |id, hop| skip.take(id, hop))?;
         Ok(items
             .into_iter()
             .map(|i| Due {
@@ -178,13 +178,18 @@ impl Queue for Outbound {
         }
     }
 
-    fn record(&self, due: Due<Vec<u8>>, outcome: Outcome<()>) -> Result<(), StoreError> {
-        let (store, id) = (&self.0.store, OutboundId(due.id));
-        match outcome {
-            Outcome::Delivered => store.outbound_delivered(id),
-            Outcome::Failed | Outcome::GaveUp => store.outbound_give_up(id),
-            Outcome::Retry { at, .. } => store.outbound_retry_at(id, at),
-        }
-        .map(drop)
+    fn record(&self, outcomes: Vec<Recorded<Self>>) -> Result<(), StoreError> {
+        let changes = outcomes
+            .into_iter()
+            .map(|(due, outcome)| {
+                let change = match outcome {
+                    Outcome::Delivered => Change::Delivered,
+                    Outcome::Failed | Outcome::GaveUp => Change::Dropped,
+                    Outcome::Retry { at, .. } => Change::Retry(at),
+                };
+                (OutboundId(due.id), change)
+            })
+            .collect();
+        self.0.store.outbound_record(changes).map(drop)
     }
 }

@@ -52,7 +52,7 @@ pub use counters::{Tally, names as counter};
 pub use directory::Table;
 use engine::{Engine, Health};
 pub use limits::{RateLimits, Verdict};
-pub use outbound::{MailId, MailItem, OutboundId, OutboundItem};
+pub use outbound::{Change, MailId, MailItem, OutboundId, OutboundItem};
 pub(crate) use partial::SetHeader;
 pub use partial::{PartialChunk, PartialSet};
 pub use pool::{Accepted, ExitChunk, ExitJobId, Inbound, PoolId, PoolItem, PoolSnapshot, Released};

@@ -48,6 +48,46 @@ pub struct OutboundId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MailId(pub u64);
 
+/// What became of a queued item's delivery attempt, as recorded by
+/// [`Store::outbound_record`] and [`Store::mail_record`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Delivered: removed and counted as delivered.
+    Delivered,
+    /// Refused for good or given up: removed and counted as dropped.
+    Dropped,
+    /// Failed for now: due again at this time, one more failed attempt
+    /// counted.
+    Retry(SystemTime),
+    /// Mail only: as [`Change::Retry`], the message replaced by a
+    /// prepared delivery to the recipients still pending.
+    RetryPrepared(SystemTime, Vec<u8>),
+}
+
+impl Change {
+    /// The change for an outbound packet, whose payload stays as it is.
+    fn for_outbound(self) -> Change {
+        match self {
+            Change::RetryPrepared(at, _) => Change::Retry(at),
+            c => c,
+        }
+    }
+}
+
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Delivered => f.write_str("Delivered"),
+            Change::Dropped => f.write_str("Dropped"),
+            Change::Retry(_) => f.write_str("Retry"),
+            Change::RetryPrepared(_, p) => f
+                .debug_tuple("RetryPrepared")
+                .field(&bytes(p.len()))
+                .finish(),
+        }
+    }
+}
+
 /// A packet queued for its next hop.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OutboundItem {
@@ -137,6 +177,22 @@ impl Q {
         }
     }
 
+    /// The counters of delivered, dropped and retried items.
+    fn counters(self) -> [&'static str; 3] {
+        match self {
+            Q::Outbound => [
+                names::OUTBOUND_DELIVERED,
+                names::OUTBOUND_GIVEN_UP,
+                names::OUTBOUND_RETRIED,
+            ],
+            Q::Mail => [
+                names::MAIL_DELIVERED,
+                names::MAIL_DROPPED,
+                names::MAIL_RETRIED,
+            ],
+        }
+    }
+
     /// Where the queue's usage is counted.
     fn part(self) -> Part {
         match self {
@@ -147,15 +203,15 @@ impl Q {
 }
 
 impl Store {
-    /// Due records of queue `q`, oldest due first, at most `limit`,
-    /// leaving out those `skip` rejects (given the item ID and its
-    /// destination). At most [`MAX_DUE_SCAN`] index entries are looked at.
+    /// Due records of queue `q`, oldest due first, at most `limit`, each
+    /// one that `take` takes (given the item ID and its destination). At
+    /// most [`MAX_DUE_SCAN`] index entries are looked at.
     fn q_due(
         &self,
         q: Q,
         now: SystemTime,
         limit: usize,
-        skip: &dyn Fn(u64, &str) -> bool,
+        take: &mut dyn FnMut(u64, &str) -> bool,
     ) -> Result<Vec<(u64, QueueRecord)>, StoreError> {
         let e = self.engine()?;
         let (data, due, what) = q.keyspaces(&e);
@@ -171,13 +227,13 @@ impl Store {
                 .and_then(be_u64_prefix)
                 .ok_or_else(|| self.corrupt("due index key", "not 16 bytes"))?;
             let indexed = std::str::from_utf8(&v).unwrap_or_default();
-            if !indexed.is_empty() && skip(id, indexed) {
+            if !indexed.is_empty() && !take(id, indexed) {
                 continue;
             }
             let Some(rec) = self.get_rec::<QueueRecord>(data, &id.to_be_bytes(), what)? else {
                 continue;
             };
-            if indexed.is_empty() && skip(id, &rec.destination) {
+            if indexed.is_empty() && !take(id, &rec.destination) {
                 continue;
             }
             out.push((id, rec));
@@ -185,62 +241,25 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes item `id` of queue `q`, counting it under `counter`.
-    fn q_remove(&self, q: Q, id: u64, counter: &str) -> Result<bool, StoreError> {
+    /// Records what became of several items of queue `q` in one durable
+    /// batch; an item no longer queued is passed over. Returns how many
+    /// were queued.
+    fn q_record(&self, q: Q, changes: &[(u64, Change)]) -> Result<usize, StoreError> {
         let mut tx = self.tx()?;
-        let e = tx.engine.clone();
-        let (data, due, what) = q.keyspaces(&e);
-        let key = id.to_be_bytes();
-        let Some((rec, len)) = self.get_sized::<QueueRecord>(data, &key, what)? else {
-            return Ok(false);
-        };
-        tx.batch.remove(data, key);
-        tx.batch.remove(due, time_id_key(rec.next_attempt, id));
-        tx.usage.remove(q.part(), len);
-        tx.incr(counter, 1);
-        tx.commit()?;
-        Ok(true)
-    }
-
-    /// Reschedules item `id` of queue `q` for `when`, counting one more
-    /// failed attempt.
-    fn q_retry(&self, q: Q, id: u64, when: SystemTime, counter: &str) -> Result<bool, StoreError> {
-        self.q_retry_with(q, id, when, counter, None)
-    }
-
-    /// As `q_retry`, optionally replacing the payload with a prepared one.
-    fn q_retry_with(
-        &self,
-        q: Q,
-        id: u64,
-        when: SystemTime,
-        counter: &str,
-        prepared: Option<&[u8]>,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.tx()?;
-        let e = tx.engine.clone();
-        let (data, due, what) = q.keyspaces(&e);
-        let key = id.to_be_bytes();
-        let Some((mut rec, old_len)) = self.get_sized::<QueueRecord>(data, &key, what)? else {
-            return Ok(false);
-        };
-        tx.batch.remove(due, time_id_key(rec.next_attempt, id));
-        rec.attempts = rec.attempts.saturating_add(1);
-        rec.next_attempt = to_ms(when);
-        if let Some(p) = prepared {
-            rec.payload = p.to_vec();
-            rec.prepared = true;
+        let mut seen = std::collections::HashSet::new();
+        let mut found = 0;
+        for (id, change) in changes {
+            if seen.insert(*id) && tx.q_change(q, *id, change)? {
+                found += 1;
+            }
         }
-        tx.batch.insert(
-            due,
-            time_id_key(rec.next_attempt, id),
-            rec.destination.as_bytes(),
-        );
-        let new_len = tx.put(data, &key, &rec, what)?;
-        tx.usage.resize(q.part(), old_len, new_len);
-        tx.incr(counter, 1);
         tx.commit()?;
-        Ok(true)
+        Ok(found)
+    }
+
+    /// As [`Store::q_record`] for one item: whether it was queued.
+    fn q_record_one(&self, q: Q, id: u64, change: Change) -> Result<bool, StoreError> {
+        Ok(self.q_record(q, &[(id, change)])? == 1)
     }
 
     fn q_len(&self, q: Q) -> Result<usize, StoreError> {
@@ -266,16 +285,16 @@ impl Store {
     }
 
     /// Up to `limit` outbound packets due at or before `now`, earliest due
-    /// first (ties by queue order), leaving out those `skip` rejects (given
-    /// the item ID and its next hop).
+    /// first (ties by queue order), each one that `take` takes (given the
+    /// item ID and its next hop).
     pub fn outbound_due(
         &self,
         now: SystemTime,
         limit: usize,
-        skip: &dyn Fn(u64, &str) -> bool,
+        take: &mut dyn FnMut(u64, &str) -> bool,
     ) -> Result<Vec<OutboundItem>, StoreError> {
         Ok(self
-            .q_due(Q::Outbound, now, limit, skip)?
+            .q_due(Q::Outbound, now, limit, take)?
             .into_iter()
             .map(|(id, r)| OutboundItem {
                 id: OutboundId(id),
@@ -290,18 +309,29 @@ impl Store {
 
     /// Removes a delivered packet. Returns whether it was queued.
     pub fn outbound_delivered(&self, id: OutboundId) -> Result<bool, StoreError> {
-        self.q_remove(Q::Outbound, id.0, names::OUTBOUND_DELIVERED)
+        self.q_record_one(Q::Outbound, id.0, Change::Delivered)
     }
 
     /// Records a failed attempt and makes the packet due again at `when`.
     /// Returns whether it was queued.
     pub fn outbound_retry_at(&self, id: OutboundId, when: SystemTime) -> Result<bool, StoreError> {
-        self.q_retry(Q::Outbound, id.0, when, names::OUTBOUND_RETRIED)
+        self.q_record_one(Q::Outbound, id.0, Change::Retry(when))
     }
 
     /// Abandons a packet (counted). Returns whether it was queued.
     pub fn outbound_give_up(&self, id: OutboundId) -> Result<bool, StoreError> {
-        self.q_remove(Q::Outbound, id.0, names::OUTBOUND_GIVEN_UP)
+        self.q_record_one(Q::Outbound, id.0, Change::Dropped)
+    }
+
+    /// Records what became of several outbound packets in one durable
+    /// batch ([`Change::RetryPrepared`] counts as a plain retry). Returns
+    /// how many were queued.
+    pub fn outbound_record(&self, changes: Vec<(OutboundId, Change)>) -> Result<usize, StoreError> {
+        let changes: Vec<_> = changes
+            .into_iter()
+            .map(|(id, c)| (id.0, c.for_outbound()))
+            .collect();
+        self.q_record(Q::Outbound, &changes)
     }
 
     /// Number of packets in the outbound queue.
@@ -324,16 +354,15 @@ impl Store {
     }
 
     /// Up to `limit` messages due at or before `now`, earliest due first,
-    /// leaving out those `skip` rejects (given the item ID and its
-    /// destination).
+    /// each one that `take` takes (given the item ID and its destination).
     pub fn mail_due(
         &self,
         now: SystemTime,
         limit: usize,
-        skip: &dyn Fn(u64, &str) -> bool,
+        take: &mut dyn FnMut(u64, &str) -> bool,
     ) -> Result<Vec<MailItem>, StoreError> {
         Ok(self
-            .q_due(Q::Mail, now, limit, skip)?
+            .q_due(Q::Mail, now, limit, take)?
             .into_iter()
             .map(|(id, r)| MailItem {
                 id: MailId(id),
@@ -349,13 +378,13 @@ impl Store {
 
     /// Removes a delivered message. Returns whether it was queued.
     pub fn mail_delivered(&self, id: MailId) -> Result<bool, StoreError> {
-        self.q_remove(Q::Mail, id.0, names::MAIL_DELIVERED)
+        self.q_record_one(Q::Mail, id.0, Change::Delivered)
     }
 
     /// Records a failed attempt and makes the message due again at `when`.
     /// Returns whether it was queued.
     pub fn mail_retry_at(&self, id: MailId, when: SystemTime) -> Result<bool, StoreError> {
-        self.q_retry(Q::Mail, id.0, when, names::MAIL_RETRIED)
+        self.q_record_one(Q::Mail, id.0, Change::Retry(when))
     }
 
     /// Records a failed attempt, replaces the message with `delivery` (an
@@ -368,13 +397,24 @@ impl Store {
         when: SystemTime,
         delivery: &[u8],
     ) -> Result<bool, StoreError> {
-        self.q_retry_with(Q::Mail, id.0, when, names::MAIL_RETRIED, Some(delivery))
+        self.q_record_one(
+            Q::Mail,
+            id.0,
+            Change::RetryPrepared(when, delivery.to_vec()),
+        )
     }
 
     /// Drops a message without delivering it (counted). Returns whether it
     /// was queued.
     pub fn mail_drop(&self, id: MailId) -> Result<bool, StoreError> {
-        self.q_remove(Q::Mail, id.0, names::MAIL_DROPPED)
+        self.q_record_one(Q::Mail, id.0, Change::Dropped)
+    }
+
+    /// Records what became of several messages in one durable batch.
+    /// Returns how many were queued.
+    pub fn mail_record(&self, changes: Vec<(MailId, Change)>) -> Result<usize, StoreError> {
+        let changes: Vec<_> = changes.into_iter().map(|(id, c)| (id.0, c)).collect();
+        self.q_record(Q::Mail, &changes)
     }
 
     /// Number of messages in the mail queue.
@@ -384,6 +424,50 @@ impl Store {
 }
 
 impl Tx<'_> {
+    /// Applies `change` to item `id` of queue `q` in this transaction;
+    /// whether the item was queued.
+    fn q_change(&mut self, q: Q, id: u64, change: &Change) -> Result<bool, StoreError> {
+        let e = self.engine.clone();
+        let (data, due, what) = q.keyspaces(&e);
+        let key = id.to_be_bytes();
+        let Some((mut rec, old_len)) = self.store.get_sized::<QueueRecord>(data, &key, what)?
+        else {
+            return Ok(false);
+        };
+        let [delivered, dropped, retried] = q.counters();
+        self.batch.remove(due, time_id_key(rec.next_attempt, id));
+        let (when, prepared) = match change {
+            Change::Delivered | Change::Dropped => {
+                self.batch.remove(data, key);
+                self.usage.remove(q.part(), old_len);
+                let counter = if *change == Change::Delivered {
+                    delivered
+                } else {
+                    dropped
+                };
+                self.incr(counter, 1);
+                return Ok(true);
+            }
+            Change::Retry(at) => (*at, None),
+            Change::RetryPrepared(at, p) => (*at, Some(p)),
+        };
+        rec.attempts = rec.attempts.saturating_add(1);
+        rec.next_attempt = to_ms(when);
+        if let Some(p) = prepared {
+            rec.payload.clone_from(p);
+            rec.prepared = true;
+        }
+        self.batch.insert(
+            due,
+            time_id_key(rec.next_attempt, id),
+            rec.destination.as_bytes(),
+        );
+        let new_len = self.put(data, &key, &rec, what)?;
+        self.usage.resize(q.part(), old_len, new_len);
+        self.incr(retried, 1);
+        Ok(true)
+    }
+
     fn enqueue(
         &mut self,
         q: Q,

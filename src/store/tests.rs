@@ -155,7 +155,9 @@ fn release_moves_items_to_outbound_and_exit_queues() {
     );
     assert_eq!(store.pool_ids().unwrap(), vec![ids[2]]);
 
-    let due = store.outbound_due(clock.now(), 10, &|_, _| false).unwrap();
+    let due = store
+        .outbound_due(clock.now(), 10, &mut |_, _| true)
+        .unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].next_hop, "http://a");
     assert_eq!(due[0].packet, vec![1; 20480]);
@@ -187,7 +189,7 @@ fn released_items_survive_reopen() {
     assert_eq!(store.pool_count().unwrap(), 0);
     assert_eq!(
         store
-            .outbound_due(clock.now(), 10, &|_, _| false)
+            .outbound_due(clock.now(), 10, &mut |_, _| true)
             .unwrap()
             .len(),
         1
@@ -216,7 +218,7 @@ fn outbound_due_order_and_retry() {
 
     let hops = |now, limit| -> Vec<String> {
         store
-            .outbound_due(now, limit, &|_, _| false)
+            .outbound_due(now, limit, &mut |_, _| true)
             .unwrap()
             .into_iter()
             .map(|i| i.next_hop)
@@ -236,7 +238,7 @@ fn outbound_due_order_and_retry() {
     );
     assert_eq!(hops(t0 + Duration::from_secs(60), 10), vec!["mid", "late"]);
     let all = store
-        .outbound_due(t0 + Duration::from_secs(120), 10, &|_, _| false)
+        .outbound_due(t0 + Duration::from_secs(120), 10, &mut |_, _| true)
         .unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(all[2].id, early);
@@ -266,7 +268,7 @@ fn mail_queue_operations() {
     let b = store
         .mail_enqueue("example.org", b"To: b@example.org\n\nB", t0)
         .unwrap();
-    let due = store.mail_due(t0, 10, &|_, _| false).unwrap();
+    let due = store.mail_due(t0, 10, &mut |_, _| true).unwrap();
     assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![a, b]);
     assert_eq!(due[0].payload, b"To: a@example.org\n\nA");
 
@@ -275,11 +277,11 @@ fn mail_queue_operations() {
             .mail_retry_at(a, t0 + Duration::from_secs(600))
             .unwrap()
     );
-    let due = store.mail_due(t0, 10, &|_, _| false).unwrap();
+    let due = store.mail_due(t0, 10, &mut |_, _| true).unwrap();
     assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![b]);
     assert!(store.mail_delivered(b).unwrap());
     let due = store
-        .mail_due(t0 + Duration::from_secs(600), 10, &|_, _| false)
+        .mail_due(t0 + Duration::from_secs(600), 10, &mut |_, _| true)
         .unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].attempts, 1);
@@ -416,7 +418,7 @@ fn usage_follows_every_change_and_matches_a_fresh_count() {
     let ids = store.pool_ids().unwrap();
     store.release(&ids[..5], clock.now()).unwrap();
     let now = clock.now();
-    let due = store.outbound_due(now, 10, &|_, _| false).unwrap();
+    let due = store.outbound_due(now, 10, &mut |_, _| true).unwrap();
     store.outbound_delivered(due[0].id).unwrap();
     store
         .outbound_retry_at(due[1].id, now + Duration::from_secs(1))
@@ -460,4 +462,77 @@ fn a_pool_snapshot_is_consistent_and_streams_in_key_order() {
     let seen: Vec<PoolId> = snap.map(Result::unwrap).collect();
     assert_eq!(seen, ids);
     assert_eq!(store.pool_count().unwrap(), 291);
+}
+
+#[test]
+fn outcomes_are_recorded_in_one_batch_with_their_counters_and_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let t0 = ManualClock::at_epoch_day(20_000).now();
+    let ids: Vec<_> = (0..4u8)
+        .map(|i| {
+            store
+                .outbound_enqueue("http://a.onion", &[i; 100], t0)
+                .unwrap()
+        })
+        .collect();
+    let later = t0 + Duration::from_secs(60);
+    let changes = vec![
+        (ids[0], Change::Delivered),
+        (ids[1], Change::Dropped),
+        // A packet's payload is never replaced: a prepared retry is a
+        // plain retry for it.
+        (ids[2], Change::RetryPrepared(later, b"other".to_vec())),
+        // Twice in one batch, and an item no longer queued: each passed
+        // over.
+        (ids[0], Change::Delivered),
+        (OutboundId(999_999), Change::Delivered),
+    ];
+    assert_eq!(store.outbound_record(changes).unwrap(), 3);
+    assert_eq!(store.counter(counter::OUTBOUND_DELIVERED).unwrap(), 1);
+    assert_eq!(store.counter(counter::OUTBOUND_GIVEN_UP).unwrap(), 1);
+    assert_eq!(store.counter(counter::OUTBOUND_RETRIED).unwrap(), 1);
+    let due = store.outbound_due(later, 10, &mut |_, _| true).unwrap();
+    let got: Vec<_> = due
+        .iter()
+        .map(|i| (i.id, i.attempts, i.packet[0]))
+        .collect();
+    assert_eq!(got, vec![(ids[3], 0, 3), (ids[2], 1, 2)]);
+    let usage = store.usage();
+    drop(store);
+    let fresh = Store::open(dir.path()).unwrap().usage();
+    assert_eq!(usage.outbound.count, 2);
+    assert_eq!(
+        fresh, usage,
+        "in-memory usage agrees with a count of the disk"
+    );
+}
+
+#[test]
+fn a_due_scan_takes_only_what_each_destination_has_room_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let t0 = ManualClock::at_epoch_day(20_000).now();
+    let mut queued = Vec::new();
+    for i in 0..10u8 {
+        for hop in ["http://a.onion", "http://b.onion"] {
+            queued.push(store.outbound_enqueue(hop, &[i], t0).unwrap());
+        }
+    }
+    // One post to a is in flight (its first item): a has room for one
+    // more, b for two.
+    let busy = [("http://a.onion".to_owned(), 1)].into_iter().collect();
+    let mut skip = crate::queue::Skip::new([queued[0].0].into_iter().collect(), busy, 2);
+    let due = store
+        .outbound_due(t0, 8, &mut |id, hop| skip.take(id, hop))
+        .unwrap();
+    let got: Vec<_> = due.iter().map(|i| (i.next_hop.as_str(), i.id)).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("http://b.onion", queued[1]),
+            ("http://a.onion", queued[2]),
+            ("http://b.onion", queued[3]),
+        ]
+    );
 }
