@@ -38,7 +38,8 @@ mod hello;
 mod session;
 
 use config::read_password;
-pub use config::{Password, RelayTls, SmtpConfig, SmtpMode};
+pub(crate) use config::read_password_file;
+pub use config::{MAX_SMTP_PASSWORD_LEN, Password, RelayTls, SmtpConfig, SmtpMode};
 
 /// Most MX hosts tried per domain and attempt.
 pub const MAX_MX_HOSTS: usize = 5;
@@ -57,8 +58,9 @@ pub enum SmtpError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The password file is empty or holds control characters.
-    #[error("SMTP password file {0} is empty or holds control characters")]
+    /// The password file is empty, too long, not UTF-8 or holds control
+    /// characters.
+    #[error("SMTP password file {0} is empty, too long, not UTF-8 or holds control characters")]
     PasswordText(PathBuf),
     /// An inconsistent or invalid combination of settings.
     #[error("invalid SMTP configuration: {0}")]

@@ -5,17 +5,15 @@
 //! configuration), held in a [`Password`] that is wiped on drop and prints
 //! as `Password(..)`.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mimix_settings::{Checked, check, duration, path, positive};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use super::NntpError;
 use super::wire::MAX_LINE;
-use crate::exit::smtp::Password;
+use crate::exit::smtp::{Password, read_password_file};
 use crate::net::{is_host_name, is_loopback};
 
 /// Longest user name or password: `AUTHINFO PASS ` plus CRLF must fit in
@@ -156,27 +154,16 @@ impl NntpConfig {
 /// Reads a password file: at most [`MAX_CREDENTIAL_LEN`] bytes after
 /// trimming trailing CR/LF, UTF-8, no control characters.
 pub fn read_password(path: &Path) -> Result<Password, NntpError> {
-    let failed = |source| NntpError::PasswordFile {
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(failed)?;
-    let mut bytes = Zeroizing::new(Vec::new());
-    // Two more bytes than allowed leave room for a CRLF; anything longer
-    // is refused below rather than read in full.
-    file.take(MAX_CREDENTIAL_LEN as u64 + 3)
-        .read_to_end(&mut bytes)
-        .map_err(failed)?;
-    let bad = || NntpError::PasswordText(path.to_owned());
-    let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
-    let trimmed = text.trim_end_matches(['\r', '\n']);
-    if trimmed.is_empty()
-        || trimmed.len() > MAX_CREDENTIAL_LEN
-        || trimmed.chars().any(char::is_control)
-    {
-        return Err(bad());
-    }
-    Ok(Password::new(trimmed.to_owned()))
+    read_password_file(path, MAX_CREDENTIAL_LEN).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::InvalidData {
+            NntpError::PasswordText(path.to_owned())
+        } else {
+            NntpError::PasswordFile {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })
 }
 
 fn valid_username(u: &str) -> bool {

@@ -187,16 +187,38 @@ impl SmtpConfig {
     }
 }
 
+/// Longest SMTP password read from a file.
+pub const MAX_SMTP_PASSWORD_LEN: usize = 1024;
+
 pub(super) fn read_password(path: &Path) -> Result<Password, SmtpError> {
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-        SmtpError::PasswordFile {
-            path: path.to_owned(),
-            source,
+    read_password_file(path, MAX_SMTP_PASSWORD_LEN).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::InvalidData {
+            SmtpError::PasswordText(path.to_owned())
+        } else {
+            SmtpError::PasswordFile {
+                path: path.to_owned(),
+                source,
+            }
         }
-    })?);
+    })
+}
+
+/// Reads a password file (SMTP's or NNTP's): one line of at most `max`
+/// bytes after trimming trailing CR/LF, UTF-8, no control characters. A
+/// longer file is refused without being read in full. Bad text is an
+/// [`std::io::ErrorKind::InvalidData`] error.
+pub(crate) fn read_password_file(path: &Path, max: usize) -> std::io::Result<Password> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    // Two more bytes than allowed leave room for a CRLF; anything longer
+    // is refused below rather than read in full.
+    file.take(max as u64 + 3).read_to_end(&mut bytes)?;
+    let bad = || std::io::Error::from(std::io::ErrorKind::InvalidData);
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
     let trimmed = text.trim_end_matches(['\r', '\n']);
-    if trimmed.is_empty() || has_ctl(trimmed) {
-        return Err(SmtpError::PasswordText(path.to_owned()));
+    if trimmed.is_empty() || trimmed.len() > max || has_ctl(trimmed) {
+        return Err(bad());
     }
     Ok(Password::new(trimmed.to_owned()))
 }
@@ -284,7 +306,15 @@ mod tests {
         std::fs::write(&path, "hunter2\n").unwrap();
         assert_eq!(read_password(&path).unwrap().expose(), "hunter2");
         std::fs::write(&path, "\n").unwrap();
-        assert!(read_password(&path).is_err());
+        assert!(matches!(
+            read_password(&path),
+            Err(SmtpError::PasswordText(_))
+        ));
+        std::fs::write(&path, "x".repeat(MAX_SMTP_PASSWORD_LEN + 1)).unwrap();
+        assert!(matches!(
+            read_password(&path),
+            Err(SmtpError::PasswordText(_))
+        ));
         assert!(matches!(
             read_password(&dir.path().join("missing")),
             Err(SmtpError::PasswordFile { .. })
