@@ -517,12 +517,20 @@ fn parse_error(
         }
         None => (None, None),
     };
+    let message = match e.message().trim_end() {
+        // The parser gives this one no position.
+        "recursion limit" => {
+            "nested too deeply (keys, tables or arrays past the TOML parser's recursion limit)"
+                .to_owned()
+        }
+        m => m.to_owned(),
+    };
     ConfigError::Parse {
         file: file.map(Path::to_owned),
         field,
         line,
         column,
-        message: e.message().trim_end().to_owned(),
+        message,
     }
 }
 

@@ -463,3 +463,17 @@ fn error_messages_read_well() {
 fn invalid_field_message(body: &str) -> String {
     parse_body(body).unwrap_err().to_string()
 }
+
+#[test]
+fn a_key_nested_past_the_parsers_limit_is_refused_in_plain_words() {
+    // Found by the config fuzz target: the TOML parser stops at its
+    // recursion limit without a position.
+    let key = vec!["a"; 200].join(".");
+    let text = format!("config_version = 1\n{key} = 5\n");
+    let e = Config::from_toml_str(&text).unwrap_err();
+    let ConfigError::Parse { message, .. } = &e else {
+        panic!("{e:?}");
+    };
+    assert!(message.starts_with("nested too deeply"), "{message}");
+    assert!(crate::fuzzing::config::check(text.as_bytes()).is_ok());
+}

@@ -32,7 +32,8 @@ const TABLES: [&str; 14] = [
 
 /// Runs one configuration text; names the outcome: `accepted`, `syntax`
 /// (a parse error with a line but no field), `field` (a parse error
-/// naming a field), `invalid`, `no_version`, `version` or `no_data_dir`
+/// naming a field), `too_deep` (nested past the parser's limit),
+/// `invalid`, `no_version`, `version` or `no_data_dir`
 /// (when neither `HOME` nor `XDG_DATA_HOME` is set).
 pub fn check(data: &[u8]) -> Result<&'static str, Violation> {
     let text = String::from_utf8_lossy(data);
@@ -69,12 +70,19 @@ fn refusal(e: &ConfigError) -> Result<&'static str, Violation> {
             message,
             ..
         } => {
+            // The parser's recursion limit is the one error it gives no
+            // position; the message says what it is.
+            let deep = message.starts_with("nested too deeply");
             ensure(
-                (field.is_some() || line.is_some()) && !message.is_empty(),
+                (field.is_some() || line.is_some() || deep) && !message.is_empty(),
                 TARGET,
                 what,
             )?;
-            Ok(if field.is_some() { "field" } else { "syntax" })
+            Ok(match (field.is_some(), deep) {
+                (true, _) => "field",
+                (false, true) => "too_deep",
+                (false, false) => "syntax",
+            })
         }
         ConfigError::Invalid { field, reason } => {
             let top = field.split(['.', '[']).next().unwrap_or_default();
