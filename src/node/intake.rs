@@ -1,7 +1,7 @@
 //! Receiving packets: the transport's [`Collector`].
 //!
 //! A submitted packet is dearmoured and peeled on the blocking pool (RSA is
-//! most of the work), one peel per core at a time so that forwarding and
+//! most of the work), two peels per core at a time so that forwarding and
 //! the HTTP side keep their share of the CPU under a flood of submissions
 //! (the others wait without holding a thread), every integrity check
 //! passing before its packet ID
@@ -52,7 +52,8 @@ pub struct Intake {
     /// Peels running or waiting; beyond `max_peeling` the node is overloaded.
     peeling: AtomicUsize,
     max_peeling: usize,
-    /// One permit per core: peels running at once.
+    /// Two permits per core: peels running at once (enough to keep every
+    /// core busy between one peel and the next).
     cpus: Semaphore,
 }
 
@@ -69,7 +70,7 @@ impl Intake {
             commits: tx,
             peeling: AtomicUsize::new(0),
             max_peeling: cores * 32,
-            cpus: Semaphore::new(cores),
+            cpus: Semaphore::new(cores * 2),
         })
     }
 

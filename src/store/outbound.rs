@@ -28,6 +28,7 @@ pub(super) struct QueueRecord {
     /// before mail had one).
     pub(super) destination: String,
     /// The packet or message bytes.
+    #[serde(with = "serde_bytes")]
     pub(super) payload: Vec<u8>,
     /// Delivery attempts that failed so far.
     pub(super) attempts: u32,

@@ -23,6 +23,7 @@ pub enum PoolItem {
         /// The next hop's address, as given in the packet.
         next_hop: String,
         /// The binary 20480-byte packet for the next hop.
+        #[serde(with = "serde_bytes")]
         packet: Vec<u8>,
     },
     /// A final-hop payload chunk.
@@ -37,6 +38,7 @@ pub enum PoolItem {
         #[serde(with = "exit_type_byte")]
         exit_type: ExitType,
         /// The chunk's payload bytes (true length, no padding).
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
 }
@@ -54,6 +56,7 @@ pub struct ExitChunk {
     #[serde(with = "exit_type_byte")]
     pub exit_type: ExitType,
     /// The chunk's payload bytes.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 

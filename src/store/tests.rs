@@ -536,3 +536,40 @@ fn a_due_scan_takes_only_what_each_destination_has_room_for() {
         ]
     );
 }
+
+#[test]
+fn byte_fields_are_stored_as_before_serde_bytes() {
+    // Payloads are (de)serialised as byte strings rather than sequences
+    // of u8 (much faster); postcard writes both the same way, so stores
+    // written before read as they did.
+    #[derive(serde::Serialize)]
+    struct Before {
+        destination: String,
+        payload: Vec<u8>,
+    }
+    #[derive(serde::Serialize)]
+    struct After {
+        destination: String,
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    }
+    let payload: Vec<u8> = (0..=255u8).cycle().take(20_480).collect();
+    let before = Before {
+        destination: "http://a.onion".into(),
+        payload: payload.clone(),
+    };
+    let after = After {
+        destination: "http://a.onion".into(),
+        payload: payload.clone(),
+    };
+    assert_eq!(
+        postcard::to_stdvec(&before).unwrap(),
+        postcard::to_stdvec(&after).unwrap()
+    );
+    let item = PoolItem::Forward {
+        next_hop: "http://a.onion".into(),
+        packet: payload,
+    };
+    let bytes = postcard::to_stdvec(&item).unwrap();
+    assert_eq!(postcard::from_bytes::<PoolItem>(&bytes).unwrap(), item);
+}

@@ -497,3 +497,31 @@ async fn a_long_queue_for_one_busy_destination_is_not_scanned_at_every_delivery(
     until_delivered(&queue, 1001, Duration::from_millis(100)).await;
     stop.cancel();
 }
+
+#[tokio::test]
+async fn attempts_go_on_while_outcomes_are_written() {
+    let clock = ManualClock::at_epoch_day(20_000);
+    let queue = Arc::new(MemQueue::new());
+    for id in 0..12 {
+        queue.add(id, "hop", clock.now(), Behaviour::Deliver(Duration::ZERO));
+    }
+    // Every write takes 300 ms: a slow disk.
+    *queue.slow_record.lock().unwrap() = Some(Duration::from_millis(300));
+    let caps = Caps {
+        concurrency: 2,
+        per_destination: 2,
+    };
+    let (stop, _) = start(&queue, &clock, caps);
+    while queue.records.lock().unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // While the first write is under way, the two slots were refilled:
+    // more attempts than slots, up to the outcomes the recorder queues
+    // (as many as the concurrency) and the two waiting to queue theirs.
+    let attempts = queue.attempts.load(Ordering::SeqCst);
+    assert_eq!(queue.records.lock().unwrap().len(), 1);
+    assert!((4..=6).contains(&attempts), "{attempts} attempts");
+    until_delivered(&queue, 12, Duration::from_secs(30)).await;
+    stop.cancel();
+}

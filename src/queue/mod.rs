@@ -11,7 +11,8 @@
 //! in flight and which destinations are at their cap, so a dead or slow
 //! destination holds only its own slots and never the head of the due
 //! list. A finished attempt frees its slot as soon as its outcome is
-//! written and the worker refills it straight away; new work is announced
+//! queued for writing (the item itself stays out of scans until it is
+//! written) and the worker refills it straight away; new work is announced
 //! with the [`Notify`] from [`Worker::waker`], and a coarse poll catches
 //! retries coming due.
 //!
@@ -40,6 +41,9 @@ use tracing::{debug, warn};
 
 use crate::clock::Clock;
 use crate::store::{Area, StoreError};
+
+mod slots;
+use slots::{Event, Slots};
 
 /// How often the worker looks for retries that have come due when nothing
 /// else woke it.
@@ -278,14 +282,6 @@ pub fn random_jitter() -> Jitter {
     Arc::new(|| rand::RngExt::random_range(&mut rand::rng(), 0.75..1.25))
 }
 
-/// A finished attempt, reported to the worker loop.
-struct Finished {
-    id: u64,
-    destination: String,
-    /// The outcome could not be written: park the item.
-    unrecorded: bool,
-}
-
 /// Serves one [`Queue`].
 pub struct Worker<Q: Queue> {
     queue: Arc<Q>,
@@ -302,86 +298,6 @@ impl<Q: Queue> std::fmt::Debug for Worker<Q> {
             .field("queue", &self.queue.name())
             .field("caps", &self.caps)
             .finish_non_exhaustive()
-    }
-}
-
-/// The worker loop's view of what is in flight.
-#[derive(Default)]
-struct Slots {
-    inflight: HashMap<u64, String>,
-    per_destination: HashMap<String, usize>,
-    /// Items whose outcome could not be written: not before this time, and
-    /// how many times in a row.
-    parked: HashMap<u64, (tokio::time::Instant, u32)>,
-    /// After a scan that took all it could find: the destinations whose
-    /// items it left for want of room. Until new work is announced or the
-    /// poll comes round, only they can have items to take, so a freed slot
-    /// asks for no more than they have room for (a long queue for one
-    /// busy next hop is not scanned again at every delivery).
-    only: Option<HashSet<String>>,
-}
-
-impl Slots {
-    fn skip(&self, cap: usize) -> Skip {
-        let now = tokio::time::Instant::now();
-        let parked = self
-            .parked
-            .iter()
-            .filter(|(_, (until, _))| *until > now)
-            .map(|(id, _)| id);
-        Skip::new(
-            self.inflight.keys().chain(parked).copied().collect(),
-            self.per_destination.clone(),
-            cap,
-        )
-    }
-
-    /// How many items a scan may usefully ask for with `free` slots.
-    fn wanted(&self, free: usize, cap: usize) -> usize {
-        match &self.only {
-            None => free,
-            Some(only) => only
-                .iter()
-                .map(|d| cap.saturating_sub(self.per_destination.get(d).copied().unwrap_or(0)))
-                .sum::<usize>()
-                .min(free),
-        }
-    }
-
-    fn start(&mut self, id: u64, destination: &str) {
-        self.inflight.insert(id, destination.to_owned());
-        *self
-            .per_destination
-            .entry(destination.to_owned())
-            .or_default() += 1;
-    }
-
-    fn finish(&mut self, f: &Finished) {
-        self.inflight.remove(&f.id);
-        if let Some(n) = self.per_destination.get_mut(&f.destination) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_destination.remove(&f.destination);
-            }
-        }
-        let now = tokio::time::Instant::now();
-        if f.unrecorded {
-            let times = self.parked.get(&f.id).map_or(0, |p| p.1) + 1;
-            let wait = Duration::from_secs(1)
-                .saturating_mul(1u32.checked_shl(times.min(6)).unwrap_or(u32::MAX))
-                .min(MAX_PARK);
-            self.parked.insert(f.id, (now + wait, times));
-        } else {
-            self.parked.remove(&f.id);
-            // The store writes again: what was parked may go now (its
-            // count is kept, so a store that fails again parks it longer).
-            for (until, _) in self.parked.values_mut() {
-                *until = (*until).min(now);
-            }
-            if !self.parked.is_empty() {
-                self.only = None;
-            }
-        }
     }
 }
 
@@ -424,23 +340,25 @@ impl<Q: Queue> Worker<Q> {
     /// be tried again after a restart: the next hop then answers 409 if it
     /// had it already).
     pub async fn run(self, stop: CancellationToken) {
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
-        let (record_tx, record_rx) = mpsc::unbounded_channel::<Recorded<Q>>();
-        tokio::spawn(record(self.queue.clone(), record_rx, done_tx));
+        let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+        // Bounded: attempts wait (holding their slots) while this many
+        // outcomes are queued for a slow disk.
+        let (record_tx, record_rx) = mpsc::channel::<Recorded<Q>>(self.caps.concurrency.max(1));
+        tokio::spawn(record(self.queue.clone(), record_rx, events_tx.clone()));
         let mut slots = Slots::default();
         // A steady tick, not a sleep restarted at every delivery: retries
         // coming due are seen within a second however busy the queue is.
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.fill(&mut slots, &record_tx).await;
+            self.fill(&mut slots, &record_tx, &events_tx).await;
             tokio::select! {
                 _ = stop.cancelled() => break,
-                f = done_rx.recv() => {
-                    let Some(f) = f else { break };
-                    slots.finish(&f);
-                    while let Ok(f) = done_rx.try_recv() {
-                        slots.finish(&f);
+                e = events.recv() => {
+                    let Some(e) = e else { break };
+                    slots.event(e);
+                    while let Ok(e) = events.try_recv() {
+                        slots.event(e);
                     }
                 }
                 _ = self.wake.notified() => slots.only = None,
@@ -448,9 +366,9 @@ impl<Q: Queue> Worker<Q> {
             }
         }
         let drain = async {
-            while !slots.inflight.is_empty() {
-                match done_rx.recv().await {
-                    Some(f) => slots.finish(&f),
+            while !slots.settled() {
+                match events.recv().await {
+                    Some(e) => slots.event(e),
                     None => break,
                 }
             }
@@ -466,10 +384,14 @@ impl<Q: Queue> Worker<Q> {
     /// Starts attempts for due items while slots are free. The queue takes
     /// items only for destinations below their cap ([`Skip::take`]), so
     /// one scan fills every slot it can.
-    async fn fill(&self, slots: &mut Slots, record: &mpsc::UnboundedSender<Recorded<Q>>) {
+    async fn fill(
+        &self,
+        slots: &mut Slots,
+        record: &mpsc::Sender<Recorded<Q>>,
+        events: &mpsc::UnboundedSender<Event>,
+    ) {
         let cap = self.caps.per_destination.max(1);
-        let free = self.caps.concurrency.saturating_sub(slots.inflight.len());
-        let wanted = slots.wanted(free, cap);
+        let wanted = slots.wanted(slots.free(self.caps.concurrency), cap);
         if wanted == 0 {
             return;
         }
@@ -499,41 +421,44 @@ impl<Q: Queue> Worker<Q> {
         };
         for item in due {
             // The queue honours the caps; checked again all the same.
-            let busy = slots
-                .per_destination
-                .get(&item.destination)
-                .copied()
-                .unwrap_or(0);
-            if slots.inflight.len() >= self.caps.concurrency
-                || busy >= self.caps.per_destination
-                || slots.inflight.contains_key(&item.id)
+            if slots.free(self.caps.concurrency) == 0
+                || slots.busy(&item.destination) >= cap
+                || slots.is_pending(item.id)
             {
                 continue;
             }
             slots.start(item.id, &item.destination);
-            self.spawn_attempt(item, record.clone());
+            self.spawn_attempt(item, record.clone(), events.clone());
         }
     }
 
-    /// Runs one attempt and hands its outcome to the recorder.
-    fn spawn_attempt(&self, due: Due<Q::Item>, record: mpsc::UnboundedSender<Recorded<Q>>) {
+    /// Runs one attempt and hands its outcome to the recorder; its slot is
+    /// free once the outcome is queued (the item stays out of scans until
+    /// the outcome is written).
+    fn spawn_attempt(
+        &self,
+        due: Due<Q::Item>,
+        record: mpsc::Sender<Recorded<Q>>,
+        events: mpsc::UnboundedSender<Event>,
+    ) {
         let queue = self.queue.clone();
         let (retry, clock, jitter) = (self.retry, self.clock.clone(), self.jitter.clone());
         tokio::spawn(async move {
             let attempt = queue.attempt(&due).await;
             let outcome = decide(attempt, &due, &retry, clock.now(), jitter());
-            let _ = record.send((due, outcome));
+            let destination = due.destination.clone();
+            let _ = record.send((due, outcome)).await;
+            let _ = events.send(Event::Attempted(destination));
         });
     }
 }
 
 /// Writes outcomes as they come, as many as are waiting in one batch (so
-/// a queue in the store pays one `fsync` for a whole group of deliveries),
-/// and only then frees their slots.
+/// a queue in the store pays one `fsync` for a whole group of deliveries).
 async fn record<Q: Queue>(
     queue: Arc<Q>,
-    mut outcomes: mpsc::UnboundedReceiver<Recorded<Q>>,
-    done: mpsc::UnboundedSender<Finished>,
+    mut outcomes: mpsc::Receiver<Recorded<Q>>,
+    events: mpsc::UnboundedSender<Event>,
 ) {
     while let Some(first) = outcomes.recv().await {
         let mut batch = vec![first];
@@ -543,10 +468,7 @@ async fn record<Q: Queue>(
                 Err(_) => break,
             }
         }
-        let finished: Vec<_> = batch
-            .iter()
-            .map(|(due, _)| (due.id, due.destination.clone()))
-            .collect();
+        let ids: Vec<u64> = batch.iter().map(|(due, _)| due.id).collect();
         let q = queue.clone();
         let recorded = tokio::task::spawn_blocking(move || q.record(batch)).await;
         let error = match recorded {
@@ -556,13 +478,9 @@ async fn record<Q: Queue>(
         if let Some(e) = &error {
             warn!("recording {} deliveries: {e}", queue.name());
         }
-        let unrecorded = error.is_some();
-        for (id, destination) in finished {
-            let _ = done.send(Finished {
-                id,
-                destination,
-                unrecorded,
-            });
+        for id in ids {
+            let unrecorded = error.is_some();
+            let _ = events.send(Event::Recorded { id, unrecorded });
         }
     }
 }
@@ -594,5 +512,4 @@ fn decide<T, S>(
 }
 
 #[cfg(test)]
-#[path = "queue_tests.rs"]
 mod tests;
