@@ -117,7 +117,7 @@ pub struct MailItem {
     /// encoded delivery to the recipients still pending.
     pub payload: Vec<u8>,
     /// Whether `payload` is a prepared delivery (set only by
-    /// [`Store::mail_retry_prepared`], never by a sender).
+    /// [`Change::RetryPrepared`], never by a sender).
     pub prepared: bool,
     /// Failed delivery attempts so far.
     pub attempts: u32,
@@ -258,11 +258,6 @@ impl Store {
         Ok(found)
     }
 
-    /// As [`Store::q_record`] for one item: whether it was queued.
-    fn q_record_one(&self, q: Q, id: u64, change: Change) -> Result<bool, StoreError> {
-        Ok(self.q_record(q, &[(id, change)])? == 1)
-    }
-
     fn q_len(&self, q: Q) -> Result<usize, StoreError> {
         let u = self.usage();
         let area = match q {
@@ -306,22 +301,6 @@ impl Store {
                 next_attempt: from_ms(r.next_attempt),
             })
             .collect())
-    }
-
-    /// Removes a delivered packet. Returns whether it was queued.
-    pub fn outbound_delivered(&self, id: OutboundId) -> Result<bool, StoreError> {
-        self.q_record_one(Q::Outbound, id.0, Change::Delivered)
-    }
-
-    /// Records a failed attempt and makes the packet due again at `when`.
-    /// Returns whether it was queued.
-    pub fn outbound_retry_at(&self, id: OutboundId, when: SystemTime) -> Result<bool, StoreError> {
-        self.q_record_one(Q::Outbound, id.0, Change::Retry(when))
-    }
-
-    /// Abandons a packet (counted). Returns whether it was queued.
-    pub fn outbound_give_up(&self, id: OutboundId) -> Result<bool, StoreError> {
-        self.q_record_one(Q::Outbound, id.0, Change::Dropped)
     }
 
     /// Records what became of several outbound packets in one durable
@@ -375,40 +354,6 @@ impl Store {
                 next_attempt: from_ms(r.next_attempt),
             })
             .collect())
-    }
-
-    /// Removes a delivered message. Returns whether it was queued.
-    pub fn mail_delivered(&self, id: MailId) -> Result<bool, StoreError> {
-        self.q_record_one(Q::Mail, id.0, Change::Delivered)
-    }
-
-    /// Records a failed attempt and makes the message due again at `when`.
-    /// Returns whether it was queued.
-    pub fn mail_retry_at(&self, id: MailId, when: SystemTime) -> Result<bool, StoreError> {
-        self.q_record_one(Q::Mail, id.0, Change::Retry(when))
-    }
-
-    /// Records a failed attempt, replaces the message with `delivery` (an
-    /// encoded delivery to the recipients still pending, marked prepared)
-    /// and makes it due again at `when`, in one batch. Returns whether it
-    /// was queued.
-    pub fn mail_retry_prepared(
-        &self,
-        id: MailId,
-        when: SystemTime,
-        delivery: &[u8],
-    ) -> Result<bool, StoreError> {
-        self.q_record_one(
-            Q::Mail,
-            id.0,
-            Change::RetryPrepared(when, delivery.to_vec()),
-        )
-    }
-
-    /// Drops a message without delivering it (counted). Returns whether it
-    /// was queued.
-    pub fn mail_drop(&self, id: MailId) -> Result<bool, StoreError> {
-        self.q_record_one(Q::Mail, id.0, Change::Dropped)
     }
 
     /// Records what became of several messages in one durable batch.

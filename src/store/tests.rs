@@ -7,6 +7,16 @@ use std::time::Duration;
 use super::*;
 use crate::clock::{Clock, ManualClock};
 
+/// Records one outbound outcome; whether the packet was queued.
+fn outbound_one(store: &Store, id: OutboundId, change: Change) -> Result<bool, StoreError> {
+    Ok(store.outbound_record(vec![(id, change)])? == 1)
+}
+
+/// Records one mail outcome; whether the message was queued.
+fn mail_one(store: &Store, id: MailId, change: Change) -> Result<bool, StoreError> {
+    Ok(store.mail_record(vec![(id, change)])? == 1)
+}
+
 const DAY: Duration = Duration::from_secs(86_400);
 
 fn fwd(hop: &str, fill: u8) -> PoolItem {
@@ -198,7 +208,7 @@ fn released_items_survive_reopen() {
     // New IDs do not collide with the queued ones.
     let id = store.outbound_enqueue("h2", b"p", clock.now()).unwrap();
     assert_eq!(store.outbound_len().unwrap(), 2);
-    assert!(store.outbound_delivered(id).unwrap());
+    assert!(outbound_one(&store, id, Change::Delivered).unwrap());
     assert_eq!(store.outbound_len().unwrap(), 1);
 }
 
@@ -231,11 +241,7 @@ fn outbound_due_order_and_retry() {
     );
     assert_eq!(hops(t0 + Duration::from_secs(60), 2), vec!["early", "mid"]);
 
-    assert!(
-        store
-            .outbound_retry_at(early, t0 + Duration::from_secs(120))
-            .unwrap()
-    );
+    assert!(outbound_one(&store, early, Change::Retry(t0 + Duration::from_secs(120))).unwrap());
     assert_eq!(hops(t0 + Duration::from_secs(60), 10), vec!["mid", "late"]);
     let all = store
         .outbound_due(t0 + Duration::from_secs(120), 10, &mut |_, _| true)
@@ -246,14 +252,14 @@ fn outbound_due_order_and_retry() {
     assert_eq!(all[2].first_queued, t0);
     assert_eq!(all[2].next_attempt, t0 + Duration::from_secs(120));
 
-    assert!(store.outbound_delivered(mid).unwrap());
-    assert!(!store.outbound_delivered(mid).unwrap());
-    assert!(store.outbound_give_up(late).unwrap());
+    assert!(outbound_one(&store, mid, Change::Delivered).unwrap());
+    assert!(!outbound_one(&store, mid, Change::Delivered).unwrap());
+    assert!(outbound_one(&store, late, Change::Dropped).unwrap());
     assert_eq!(hops(t0 + DAY, 10), vec!["early"]);
     assert_eq!(store.counter(counter::OUTBOUND_DELIVERED).unwrap(), 1);
     assert_eq!(store.counter(counter::OUTBOUND_GIVEN_UP).unwrap(), 1);
     assert_eq!(store.counter(counter::OUTBOUND_RETRIED).unwrap(), 1);
-    assert!(!store.outbound_retry_at(mid, t0).unwrap());
+    assert!(!outbound_one(&store, mid, Change::Retry(t0)).unwrap());
 }
 
 #[test]
@@ -272,20 +278,16 @@ fn mail_queue_operations() {
     assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![a, b]);
     assert_eq!(due[0].payload, b"To: a@example.org\n\nA");
 
-    assert!(
-        store
-            .mail_retry_at(a, t0 + Duration::from_secs(600))
-            .unwrap()
-    );
+    assert!(mail_one(&store, a, Change::Retry(t0 + Duration::from_secs(600))).unwrap());
     let due = store.mail_due(t0, 10, &mut |_, _| true).unwrap();
     assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![b]);
-    assert!(store.mail_delivered(b).unwrap());
+    assert!(mail_one(&store, b, Change::Delivered).unwrap());
     let due = store
         .mail_due(t0 + Duration::from_secs(600), 10, &mut |_, _| true)
         .unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].attempts, 1);
-    assert!(store.mail_drop(a).unwrap());
+    assert!(mail_one(&store, a, Change::Dropped).unwrap());
     assert_eq!(store.mail_len().unwrap(), 0);
     assert_eq!(store.counter(counter::MAIL_QUEUED).unwrap(), 2);
     assert_eq!(store.counter(counter::MAIL_DELIVERED).unwrap(), 1);
@@ -419,10 +421,13 @@ fn usage_follows_every_change_and_matches_a_fresh_count() {
     store.release(&ids[..5], clock.now()).unwrap();
     let now = clock.now();
     let due = store.outbound_due(now, 10, &mut |_, _| true).unwrap();
-    store.outbound_delivered(due[0].id).unwrap();
-    store
-        .outbound_retry_at(due[1].id, now + Duration::from_secs(1))
-        .unwrap();
+    outbound_one(&store, due[0].id, Change::Delivered).unwrap();
+    outbound_one(
+        &store,
+        due[1].id,
+        Change::Retry(now + Duration::from_secs(1)),
+    )
+    .unwrap();
     let jobs = store.exit_jobs(10).unwrap();
     assert!(store.exit_job_done(jobs[0].0).unwrap());
     let m = store
@@ -431,9 +436,8 @@ fn usage_follows_every_change_and_matches_a_fresh_count() {
     store
         .mail_enqueue("example.org", b"To: b@example.org\n\nB", now)
         .unwrap();
-    store
-        .mail_retry_prepared(m, now, b"a much longer prepared delivery than before")
-        .unwrap();
+    let longer = b"a much longer prepared delivery than before".to_vec();
+    mail_one(&store, m, Change::RetryPrepared(now, longer)).unwrap();
     let u = store.usage();
     assert_eq!(store.pool_count().unwrap(), 2);
     assert_eq!(u.outbound.count as usize, store.outbound_len().unwrap());
