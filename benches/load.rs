@@ -38,7 +38,7 @@ use mimix::config::Config;
 use mimix::node::Node;
 use mimix::store::{Inbound, PoolItem, Store, StoreConfig};
 use mimix::transport::TransportKind;
-use mimix::transport::{ClientLimits, LoopbackDialer};
+use mimix::transport::{ClientLimits, LoopbackDialer, post_packet_form};
 use mimix_packet::{ExitType, Hop, Outcome, RemailerConf, TimeWindow, armour, build_message};
 use mimix_packet::{dearmour, peel};
 
@@ -234,7 +234,6 @@ fn packets_for(conf: &str, address: &str, next: &str, n: usize) -> Vec<String> {
 /// clients (in this process, on the same cores) cost the node as little
 /// as a client can: one connection per packet, as peers post.
 async fn post_all(base: &str, texts: Arc<Vec<String>>, clients: usize) -> f64 {
-    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let bodies: Arc<Vec<Bytes>> = Arc::new(
         texts
             .iter()
@@ -245,12 +244,19 @@ async fn post_all(base: &str, texts: Arc<Vec<String>>, clients: usize) -> f64 {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (bodies, next) = (bodies.clone(), next.clone());
+        let (bodies, base, next) = (bodies.clone(), base.to_owned(), next.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(body) = bodies.get(i) else { break };
-                post_form(addr, body.clone()).await;
+                post_packet_form(
+                    &LoopbackDialer,
+                    &base,
+                    body.clone(),
+                    &ClientLimits::default(),
+                )
+                .await
+                .unwrap();
             }
         }));
     }
@@ -258,28 +264,6 @@ async fn post_all(base: &str, texts: Arc<Vec<String>>, clients: usize) -> f64 {
         t.await.unwrap();
     }
     texts.len() as f64 / t.elapsed().as_secs_f64()
-}
-
-/// One packet post of a ready form body; panics unless 200.
-async fn post_form(addr: std::net::SocketAddr, body: Bytes) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let request = Request::post(mimix::transport::COLLECTOR_PATH)
-        .header(hyper::header::HOST, addr.to_string())
-        .header(
-            hyper::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .header(hyper::header::CONNECTION, "close")
-        .body(Full::new(body))
-        .unwrap();
-    let reply = sender.send_request(request).await.unwrap();
-    assert_eq!(reply.status(), 200);
-    let _ = reply.into_body().collect().await;
 }
 
 async fn wait_for(hop: &CountingHop, n: usize) {

@@ -142,14 +142,25 @@ pub async fn post_packet(
     armoured: &str,
     limits: &ClientLimits,
 ) -> Result<(), ClientError> {
+    let body = Bytes::from(encode_packet_form(armoured));
+    post_packet_form(dialer, base_url, body, limits).await
+}
+
+/// As [`post_packet`], with the form body already encoded
+/// ([`encode_packet_form`]).
+pub async fn post_packet_form(
+    dialer: &dyn Dialer,
+    base_url: &str,
+    body: Bytes,
+    limits: &ClientLimits,
+) -> Result<(), ClientError> {
     let peer = PeerUrl::parse(base_url)?;
-    let body = encode_packet_form(armoured);
     let request = Request::post(COLLECTOR_PATH)
         .header(header::HOST, peer.host_header())
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(header::CONTENT_LENGTH, body.len())
         .header(header::CONNECTION, "close")
-        .body(Full::new(Bytes::from(body)))
+        .body(Full::new(body))
         .map_err(|_| UrlError::Malformed)?;
     let reply = exchange(dialer, &peer, request, MAX_REPLY_BYTES, limits).await?;
     if reply.status == StatusCode::OK {

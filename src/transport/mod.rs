@@ -49,7 +49,9 @@ use std::pin::Pin;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use client::{ClientError, ClientLimits, fetch_conf, fetch_page, post_packet};
+pub use client::{
+    ClientError, ClientLimits, fetch_conf, fetch_page, post_packet, post_packet_form,
+};
 pub use config::{TransportConfig, TransportKind};
 pub use files::raise_open_files;
 pub use loopback::LoopbackDialer;
